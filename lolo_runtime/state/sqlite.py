@@ -1,0 +1,215 @@
+"""A :class:`StateBackend` kept in one SQLite file, without blocking the event loop.
+
+One background thread owns the ``sqlite3`` connection (see :mod:`._worker`): the async methods
+queue an operation and await a future that is resolved once the operation's transaction has
+committed. Concurrent operations are group-committed: one transaction (and one fsync) for all
+the operations waiting in the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from ._worker import SQLiteWorker
+from .base import Clock, StateBackend, StateError
+
+__all__ = ["SQLiteBackend"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS lolo_kv (
+        app        TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (app, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS lolo_kv_expiry ON lolo_kv (expires_at) "
+    "WHERE expires_at IS NOT NULL",
+)
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+# Every this many write batches, rows whose ttl has passed are deleted (they are already
+# invisible to readers; this only reclaims space).
+_PURGE_EVERY = 500
+
+
+class SQLiteBackend(StateBackend):
+    """State of many apps in one SQLite file (WAL mode), e.g. ``.lolo/app.sqlite3``.
+
+    ``synchronous`` is the SQLite pragma used for commits; see the comment in ``_connect``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        clock: Clock = time.time,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 10.0,
+        max_batch: int = 1000,
+    ) -> None:
+        super().__init__(clock)
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise StateError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._write_batches = 0
+        self._worker = SQLiteWorker(
+            str(self.path), self._connect, max_batch=max_batch, after_write_batch=self._maintain
+        )
+
+    def __repr__(self) -> str:
+        state = "open" if self._worker.running else "closed"
+        return f"SQLiteBackend({str(self.path)!r}, {state})"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create directory for state store {self.path}: {exc}") from exc
+        await self._worker.start()
+
+    async def close(self) -> None:
+        await self._worker.stop()
+
+    # ----------------------------------------------------------------- on the worker thread
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateError(f"state store {self.path}: cannot use WAL mode (got {mode})")
+            # Durability. In WAL mode a commit appends to the -wal file with write(); with
+            # synchronous=NORMAL it is not fsync'ed, so it survives a crash or kill -9 of this
+            # process (the data is in the OS page cache) but not a power loss or kernel crash.
+            # FULL fsyncs the WAL at every commit, so an acknowledged write also survives those.
+            # The default is FULL: the store holds things like API-key revocations, and "the
+            # write was acknowledged" should mean "it is on disk". Group commit pays for one
+            # fsync per batch instead of one per write, which keeps FULL affordable under load.
+            # NORMAL is allowed for users who prefer speed and only need the kill -9 guarantee.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state store {self.path} has schema version {version}; this lolo-runtime "
+                    f"understands up to {SCHEMA_VERSION}"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("DELETE FROM lolo_kv WHERE expires_at <= ?", (self.clock(),))
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(
+                f"state store {self.path} is not a usable SQLite database: {exc}"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _maintain(self, conn: sqlite3.Connection) -> None:
+        """Every few write batches, delete rows whose ttl has passed (to reclaim space)."""
+        self._write_batches += 1
+        if self._write_batches % _PURGE_EVERY == 0:
+            conn.execute("DELETE FROM lolo_kv WHERE expires_at <= ?", (self.clock(),))
+
+    # ----------------------------------------------------------------- storage primitives
+
+    async def kv_get(self, app: str, key: str, now: float) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                f"SELECT value FROM lolo_kv WHERE app = ? AND key = ? AND {_LIVE}",
+                (app, key, now),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._worker.submit(run, writes=False)
+
+    async def kv_set(self, app: str, key: str, text: str, expires_at: float | None) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (app, key) DO UPDATE SET "
+                "value = excluded.value, expires_at = excluded.expires_at",
+                (app, key, text, expires_at),
+            )
+
+        await self._worker.submit(run, writes=True)
+
+    async def kv_delete(self, app: str, key: str, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            live = conn.execute(
+                f"SELECT 1 FROM lolo_kv WHERE app = ? AND key = ? AND {_LIVE}", (app, key, now)
+            ).fetchone()
+            conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
+            return live is not None
+
+        return await self._worker.submit(run, writes=True)
+
+    async def kv_keys(self, app: str, prefix: str, now: float) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            # Keys sharing a prefix are contiguous in key order: start at the prefix and stop
+            # at the first key that does not share it (exact, unlike LIKE with its wildcards).
+            found: list[str] = []
+            rows = conn.execute(
+                f"SELECT key FROM lolo_kv WHERE app = ? AND key >= ? AND {_LIVE} ORDER BY key",
+                (app, prefix, now),
+            )
+            for (key,) in rows:
+                if not key.startswith(prefix):
+                    break
+                found.append(key)
+            return found
+
+        return await self._worker.submit(run, writes=False)
+
+    async def kv_incr(self, app: str, key: str, by: int, now: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                f"SELECT value, expires_at FROM lolo_kv WHERE app = ? AND key = ? AND {_LIVE}",
+                (app, key, now),
+            ).fetchone()
+            current: object = 0
+            expires_at: float | None = None
+            if row is not None:
+                current, expires_at = json.loads(row[0]), row[1]
+            if isinstance(current, bool) or not isinstance(current, int):
+                raise StateError(
+                    f"cannot incr key {key!r}: it holds a {type(current).__name__}, not an int"
+                )
+            result = current + by
+            conn.execute(
+                "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (app, key) DO UPDATE SET "
+                "value = excluded.value, expires_at = excluded.expires_at",
+                (app, key, json.dumps(result), expires_at),
+            )
+            return result
+
+        return await self._worker.submit(run, writes=True)
+
+    async def purge_expired(self) -> int:
+        """Delete rows whose ttl has passed (they are already invisible); return how many."""
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM lolo_kv WHERE expires_at <= ?", (now,)).rowcount
+
+        return await self._worker.submit(run, writes=True)
