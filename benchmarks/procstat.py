@@ -1,0 +1,136 @@
+"""Readers for /proc and getrusage: server CPU and memory, the generator's own CPU, machine facts.
+
+Everything here is Linux-only and read-only. CPU and RSS of a server are summed over the
+process and its descendants, so a launcher that forks (a shell, `uv run`, ...) is still counted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds (user + system) and the wall clock at which they were read."""
+
+    cpu_s: float
+    wall_s: float
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name, or None if the process is gone."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name is in parentheses and may itself contain spaces or ')'.
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """The root pid plus every live descendant (scans /proc once)."""
+    children: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo and len(found) < 10_000:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of the process tree rooted at `root`, in seconds."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            # After the name: state(0) ppid(1) ... utime(11) stime(12).
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
+def tree_rss_kib(root: int) -> int:
+    """Sum of VmRSS (KiB) over the process tree rooted at `root`."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            text = (PROC / str(pid) / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def server_cpu(pid: int, wall_s: float) -> CpuSample:
+    return CpuSample(tree_cpu_seconds(pid), wall_s)
+
+
+def self_cpu(wall_s: float) -> CpuSample:
+    """This process's own CPU (all threads), for the load generator's headroom figure."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return CpuSample(usage.ru_utime + usage.ru_stime, wall_s)
+
+
+def utilisation(before: CpuSample, after: CpuSample) -> float:
+    """Fraction of one core used between two samples (1.0 = one core saturated)."""
+    wall = after.wall_s - before.wall_s
+    return (after.cpu_s - before.cpu_s) / wall if wall > 0 else 0.0
+
+
+def raise_nofile_limit(wanted: int = 65536) -> int:
+    """Raise RLIMIT_NOFILE's soft limit towards `wanted` (capped by the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, object]:
+    """Facts a reader needs to judge the numbers."""
+    try:
+        import websockets
+
+        ws_version = websockets.__version__
+    except ImportError:
+        ws_version = "not installed"
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": sorted(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "websockets": ws_version,
+        "kernel": platform.release(),
+        "taskset": shutil.which("taskset") is not None,
+    }

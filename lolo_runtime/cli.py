@@ -1,0 +1,183 @@
+"""``lolo-run``: run, check and inspect flow files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lolo_runtime import __version__
+from lolo_runtime.errors import FlowErrors
+from lolo_runtime.loader import Flow, load_flow
+from lolo_runtime.logs import configure_logging
+from lolo_runtime.server import ListenError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW = 0, 1, 2
+DEFAULT_PORT = 4000
+LOG_LEVELS = ("debug", "info", "warning", "error")
+COMMANDS = ("run", "check", "schema")
+
+log = logging.getLogger("lolo.cli")
+
+USAGE = """\
+lolo-run [run] FLOW [--port N] [--host ADDR] [--log-level LEVEL] [--log-format {text,json}]
+       lolo-run check FLOW...
+       lolo-run schema [--output FILE]"""
+
+DESCRIPTION = """\
+Run a Lolo-style app: a graph of async Python handlers joined by named ports,
+started by triggers and described by a YAML flow file.
+
+commands:
+  run FLOW      load FLOW, check it, and serve it until Ctrl-C or SIGTERM (the default:
+                'lolo-run FLOW' is 'lolo-run run FLOW')
+  check FLOW    validate flow files without running them; exit 2 if any is wrong
+  schema        print the flow files' JSON Schema, for editors
+
+Run 'lolo-run COMMAND --help' for a command's options."""
+
+EPILOG = """\
+The port is --port, else $PORT, else the flow file's 'port:', else 4000.
+On start-up it prints 'Listening to port N' once clients can connect.
+Ctrl-C or SIGTERM shuts down gracefully: clients are closed with code 1001 and
+in-flight handlers get --shutdown-timeout seconds to finish.
+
+exit status: 0 after a clean shutdown or check, 1 when the app fails at run time
+(for example the port is taken), 2 when a flow file is wrong (reported as
+'path:line: message') or the command line is."""
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("flow", metavar="FLOW", type=Path, help="the flow file (YAML)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: see below)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="lowest level logged (default: %(default)s)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text, or as one JSON object each (default: text)")
+    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long shutdown waits for handlers (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lolo-run", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lolo-run {__version__}")
+    _add_run_options(parser)
+    return parser
+
+
+def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
+    raw = argparse.RawDescriptionHelpFormatter
+    run = argparse.ArgumentParser(prog="lolo-run run", description="Serve a flow file.",
+                                  epilog=EPILOG, formatter_class=raw)
+    _add_run_options(run)
+    check = argparse.ArgumentParser(
+        prog="lolo-run check",
+        description="Validate flow files without running them. Prints 'path:line: message' "
+        "for each mistake and exits 2 if there is any; prints 'FLOW: ok' otherwise.",
+    )
+    check.add_argument("flows", metavar="FLOW", type=Path, nargs="+", help="flow files")
+    schema = argparse.ArgumentParser(
+        prog="lolo-run schema",
+        description="Print the JSON Schema of flow files (with the params of every "
+        "installed node type), for editors that complete and check YAML.",
+    )
+    schema.add_argument("--output", "-o", type=Path, help="write to FILE instead of stdout")
+    return {"run": run, "check": check, "schema": schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        command, rest = args[0], args[1:]
+        options = build_command_parsers()[command].parse_args(rest)
+    else:
+        command = "run"
+        options = build_parser().parse_args(args)
+    if command == "check":
+        return check_command(options.flows)
+    if command == "schema":
+        return schema_command(options.output)
+    return run_command(options)
+
+
+def _report(errors: FlowErrors) -> None:
+    for error in errors.errors:
+        print(error, file=sys.stderr)
+
+
+def check_command(paths: Sequence[Path]) -> int:
+    status = EXIT_OK
+    for path in paths:
+        try:
+            load_flow(path)
+        except FlowErrors as errors:
+            _report(errors)
+            status = EXIT_BAD_FLOW
+        else:
+            print(f"{path}: ok")
+    return status
+
+
+def schema_command(output: Path | None) -> int:
+    from lolo_runtime.schema import flow_json_schema
+
+    text = json.dumps(flow_json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def choose_port(cli_port: int | None, environ: dict[str, str] | os._Environ[str],
+                flow: Flow) -> int:
+    """--port, else $PORT, else the flow file's ``port:``, else 4000."""
+    if cli_port is not None:
+        return cli_port
+    env_port = environ.get("PORT")
+    if env_port:
+        try:
+            return int(env_port)
+        except ValueError:
+            raise SystemExit(f"lolo-run: $PORT must be a number, not {env_port!r}") from None
+    return flow.spec.port or DEFAULT_PORT
+
+
+def run_command(options: argparse.Namespace) -> int:
+    from lolo_runtime.runtime import Runtime
+
+    configure_logging(options.log_level, options.log_format)
+    try:
+        flow = load_flow(options.flow)
+    except FlowErrors as errors:
+        _report(errors)
+        return EXIT_BAD_FLOW
+    port = choose_port(options.port, os.environ, flow)
+    runtime = Runtime(flow, options.host, port, shutdown_timeout=options.shutdown_timeout)
+
+    def listening(bound: int) -> None:
+        log.info("app %r listening on %s:%d", flow.app, options.host, bound)
+        print(f"Listening to port {bound}", flush=True)
+
+    try:
+        asyncio.run(runtime.serve_until_signalled(listening))
+    except ListenError as exc:
+        print(f"lolo-run: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``ctx``: what a handler gets beside its event."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lolo_runtime.errors import RouteError
+from lolo_runtime.logs import NodeLog
+from lolo_runtime.ports import Ports
+from lolo_runtime.types import Event, Invocation, StateAPI
+
+if TYPE_CHECKING:
+    from lolo_runtime.engine import Engine
+    from lolo_runtime.node import Node
+
+_DONE: list[tuple[str, Event]] = []
+"""Marks a context whose handler has returned: later routes start chains of their own."""
+
+
+class SetupContext:
+    """``ctx`` of a node's ``setup``: everything but events."""
+
+    __slots__ = ("_engine", "_node")
+
+    def __init__(self, engine: Engine, node: Node):
+        self._engine = engine
+        self._node = node
+
+    @property
+    def app(self) -> str:
+        return self._engine.app
+
+    @property
+    def node_id(self) -> str:
+        return self._node.id
+
+    @property
+    def params(self) -> Any:
+        return self._node.params
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self._engine.env
+
+    @property
+    def state(self) -> StateAPI:
+        return self._engine.state
+
+    @property
+    def inputs(self) -> Ports:
+        return self._node.in_ports
+
+    @property
+    def outputs(self) -> Ports:
+        return self._node.out_ports
+
+    @property
+    def log(self) -> NodeLog:
+        return NodeLog(self._engine.app, self._node.id, None)
+
+
+class Context(SetupContext):
+    """``ctx`` of one delivery: which port the event came in by, and how to send it on.
+
+    ``route`` queues events that the engine delivers, in order, once the handler has
+    returned; called after that (from a closure kept for later) it starts a new chain.
+    ``emit`` goes straight to the trigger invocation that started the chain and keeps
+    working for as long as that invocation lives (a WebSocket connection, say).
+    """
+
+    __slots__ = ("_invocation", "_routed", "input")
+
+    def __init__(self, engine: Engine, node: Node, input_port: str, invocation: Invocation):
+        super().__init__(engine, node)
+        self.input = input_port
+        self._invocation = invocation
+        self._routed: list[tuple[str, Event]] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self._invocation.session_id
+
+    @property
+    def log(self) -> NodeLog:
+        return NodeLog(self._engine.app, self._node.id, self._invocation.session_id)
+
+    def route(self, ev: Event, port: str | None = None) -> None:
+        """Send ``ev`` out of ``port`` (the node's only out-port when omitted)."""
+        node = self._node
+        if port is None:
+            port = _default_port(node)
+        elif port not in node.out_ports:
+            raise RouteError(
+                f"node {node.id!r} has no out-port {port!r}; "
+                f"its out-ports are: {', '.join(node.out_ports) or '(none)'}"
+            )
+        routed = self._routed
+        if routed is None:
+            self._routed = [(port, ev)]
+        elif routed is _DONE:
+            self._engine.route_later(node, port, ev, self._invocation)
+        else:
+            routed.append((port, ev))
+
+    def emit(self, name: str, payload: Any = None) -> None:
+        """Fire ``name`` (usually ``"response"``) at the invocation that started the chain."""
+        self._invocation.emit(name, payload)
+
+    def take_routed(self) -> list[tuple[str, Event]] | None:
+        """Hand the queued routes to the engine; later ``route`` calls start new chains."""
+        routed = self._routed
+        self._routed = _DONE
+        return routed
+
+
+def _default_port(node: Node) -> str:
+    ports = node.out_ports
+    if len(ports) == 1:
+        return next(iter(ports))
+    if "out" in ports:
+        return "out"
+    raise RouteError(
+        f"node {node.id!r} has {len(ports) or 'no'} out-ports"
+        f"{': ' + ', '.join(ports) if len(ports) else ''}; name one in ctx.route(ev, port)"
+    )

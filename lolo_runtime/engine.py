@@ -1,0 +1,138 @@
+"""The engine: carries events along edges and runs handlers, keeping failures contained.
+
+Guarantees (see docs/architecture.md):
+
+* A trigger awaits :meth:`Engine.fire` for one event before it reads the next from the
+  same client, and a chain runs depth first, so events from one client are handled in
+  the order sent, end to end.
+* Routed events are delivered after their handler returns, in the order routed. An
+  event routed to several in-ports reaches them concurrently, as the *same* dict: the
+  engine never copies events.
+* A handler that raises is logged with its node id and session id, its branch stops,
+  and the invocation is told (a WebSocket ``req`` chain refuses the handshake); nothing
+  else is disturbed and no task is left with an unretrieved exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from lolo_runtime.context import Context
+from lolo_runtime.node import Node
+from lolo_runtime.routing import RoutingTable
+from lolo_runtime.types import Event, Invocation, StateAPI
+
+log = logging.getLogger("lolo.engine")
+
+# (node, in-port, whether its handle() must be awaited)
+_Target = tuple[Node, str, bool]
+
+
+class NoState:
+    """``ctx.state`` when the app runs without a store: every use says why it fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("this app was started without a state store")
+
+
+class Engine:
+    """Runs one app's nodes. Pure dispatch: it opens no sockets itself."""
+
+    def __init__(
+        self,
+        app: str,
+        nodes: Mapping[str, Node],
+        table: RoutingTable,
+        env: Mapping[str, str] | None = None,
+        state: StateAPI | None = None,
+    ):
+        self.app = app
+        self.nodes = dict(nodes)
+        self.env: dict[str, str] = dict(env or {})
+        self.state: StateAPI = state if state is not None else NoState()  # type: ignore[assignment]
+        is_async = {
+            node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
+        }
+        self._targets: dict[tuple[str, str], tuple[_Target, ...]] = {
+            source: tuple((self.nodes[nid], port, is_async[nid]) for nid, port in targets)
+            for source, targets in table.as_dict().items()
+        }
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def fire(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
+        """Send ``ev`` out of ``node.port`` to every in-port wired to it; never raises."""
+        targets = self._targets.get((node.id, port))
+        if not targets:
+            return
+        if len(targets) == 1:
+            target, in_port, is_async = targets[0]
+            await self._deliver(target, in_port, is_async, ev, invocation)
+        else:
+            await asyncio.gather(
+                *(self._deliver(t, p, a, ev, invocation) for t, p, a in targets)
+            )
+
+    async def _deliver(
+        self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
+    ) -> None:
+        ctx = Context(self, node, in_port, invocation)
+        try:
+            if is_async:
+                await node.handle(ev, ctx)
+            else:
+                node.handle(ev, ctx)
+        except Exception as error:
+            ctx.take_routed()
+            self._handler_failed(node, invocation, error)
+            return
+        routed = ctx.take_routed()
+        if routed:
+            for out_port, out_ev in routed:
+                await self.fire(node, out_port, out_ev, invocation)
+
+    def _handler_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
+        log.error(
+            "handler raised %s: %s",
+            type(error).__name__,
+            error,
+            exc_info=error,
+            extra={"app": self.app, "node": node.id, "session": invocation.session_id},
+        )
+        try:
+            invocation.fail(node.id, error)
+        except Exception:
+            log.exception("invocation could not be told of a failure")
+
+    def route_later(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
+        """A route made after its handler returned: deliver it as a chain of its own."""
+        self.spawn(self.fire(node, port, ev, invocation))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, tracked so shutdown can wait for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for background work; cancel what is left.
+
+        Returns whether everything finished in time.
+        """
+        pending = set(self._background)
+        if not pending:
+            return True
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return not late

@@ -1,0 +1,129 @@
+"""Logging: ``ctx.log``, the text and JSON line formats, and secret redaction.
+
+Every handler installed by :func:`configure_logging` formats through
+:class:`RedactingFormatter`, so an API key that reaches a log record from anywhere (our
+code, a handler, the websockets library at DEBUG) is masked in the final line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+NODE_LOGGER = logging.getLogger("lolo.node")
+
+_SECRET_PATTERNS = (
+    # ``lolo-api-key=...`` in a query string or header dump, in any case.
+    re.compile(r"(?i)(lolo-api-key(?:%3D|=|['\"]?\s*[:=,]\s*['\"]?))[^&\s'\"]+"),
+    # A key on its own: ``lolo_<keyid>_<secret>``; keep the non-secret key id.
+    re.compile(r"(lolo_[0-9a-f]{8}_)[A-Za-z0-9_\-]{16,}"),
+)
+
+
+def redact(text: str) -> str:
+    """Mask every API key in ``text``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1[REDACTED]", text)
+    return text
+
+
+class NodeLog:
+    """``ctx.log``: ``debug``/``info``/``warning``/``error``, tagged with app, node and session.
+
+    Like Lolo's ``log.info(...)``, any value may be logged; an exception passed to
+    ``error`` is logged with its traceback.
+    """
+
+    __slots__ = ("_extra",)
+
+    def __init__(self, app: str, node_id: str, session_id: str | None):
+        self._extra = {"app": app, "node": node_id, "session": session_id}
+
+    def _log(self, level: int, message: Any, args: tuple[Any, ...]) -> None:
+        if not NODE_LOGGER.isEnabledFor(level):
+            return
+        exc_info = message if isinstance(message, BaseException) else None
+        text = str(message) if not isinstance(message, str) else message
+        if args:
+            text = " ".join([text, *(str(arg) for arg in args)])
+        # Handler text may contain ``%``: pass it as data, never as a format string.
+        NODE_LOGGER.log(level, "%s", text, exc_info=exc_info, extra=self._extra)
+
+    def debug(self, message: Any, *args: Any) -> None:
+        self._log(logging.DEBUG, message, args)
+
+    def info(self, message: Any, *args: Any) -> None:
+        self._log(logging.INFO, message, args)
+
+    def warning(self, message: Any, *args: Any) -> None:
+        self._log(logging.WARNING, message, args)
+
+    warn = warning
+
+    def error(self, message: Any, *args: Any) -> None:
+        self._log(logging.ERROR, message, args)
+
+
+def _tags(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: getattr(record, key)
+        for key in ("app", "node", "session")
+        if getattr(record, key, None) is not None
+    }
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record as one line of text or JSON, then masks secrets in it."""
+
+    def __init__(self, json_lines: bool):
+        super().__init__()
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        tags = _tags(record)
+        if self.json_lines:
+            entry: dict[str, Any] = {
+                "ts": _timestamp(record.created),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                **tags,
+                "message": message,
+            }
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            line = json.dumps(entry, default=str)
+        else:
+            where = ""
+            if tags:
+                place = "/".join(str(tags[k]) for k in ("app", "node") if k in tags)
+                session = f" session={tags['session']}" if "session" in tags else ""
+                where = f" [{place}{session}]"
+            line = f"{_timestamp(record.created)} {record.levelname:<7}{where} {message}"
+            if record.exc_info:
+                line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
+def _timestamp(created: float) -> str:
+    millis = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+
+
+def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send every logger's records, formatted and redacted, to ``stream`` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(RedactingFormatter(json_lines=fmt == "json"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # The websockets library's INFO lines ("connection open") repeat what our own lines
+    # say with less context; keep them for --log-level debug.
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    logging.getLogger("websockets").setLevel(quiet)

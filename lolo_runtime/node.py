@@ -1,0 +1,94 @@
+"""The base class of every node type: built-in, local or from a third-party package."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from lolo_runtime.ports import Ports
+from lolo_runtime.types import Event
+
+if TYPE_CHECKING:
+    from lolo_runtime.context import Context, SetupContext
+    from lolo_runtime.runtime import Runtime
+
+
+class NoParams(BaseModel):
+    """Params model of a node type that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What the loader hands a node type's constructor, already validated."""
+
+    id: str
+    type: str
+    name: str
+    params: BaseModel
+    inputs: Ports
+    outputs: Ports
+    handler: str | None
+    flow_dir: Path
+
+
+class Node:
+    """A node type. Subclass it, set the class attributes, override what you need.
+
+    Lifecycle: ``__init__`` runs when the flow is loaded (also by ``lolo-run check``),
+    so it validates and may import, but opens nothing; ``setup`` runs once when the app
+    starts; ``handle`` runs for every event that reaches one of the node's in-ports;
+    ``close`` runs once at shutdown, with a timeout.
+    """
+
+    type_name: ClassVar[str] = ""
+    """The name flow files use in ``type:``; filled in by the registry when empty."""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    """A pydantic model for ``params:``; validated at load time."""
+    inputs: ClassVar[tuple[str, ...]] = ("in",)
+    outputs: ClassVar[tuple[str, ...]] = ("out",)
+    ports_configurable: ClassVar[bool] = False
+    """When true the flow file may choose ``inputs:``/``outputs:`` (the class values are defaults)."""
+    accepts_handler: ClassVar[bool] = False
+    """When true the node takes a ``handler:`` module path."""
+    close_timeout: ClassVar[float] = 5.0
+
+    def __init__(self, config: NodeConfig):
+        self.config = config
+        self.id = config.id
+        self.params: Any = config.params
+        self.in_ports = config.inputs
+        self.out_ports = config.outputs
+
+    @property
+    def handle_is_async(self) -> bool:
+        """Whether ``handle`` returns an awaitable; the engine awaits only then."""
+        return inspect.iscoroutinefunction(self.handle)
+
+    async def setup(self, ctx: SetupContext) -> None:
+        """Run once when the app starts, before any trigger listens."""
+
+    async def handle(self, ev: Event, ctx: Context) -> None:
+        """Handle one event that arrived on ``ctx.input``."""
+
+    async def close(self) -> None:
+        """Release what ``setup`` opened."""
+
+
+class Trigger(Node):
+    """A node that starts chains from outside: WebSocket, HTTP, timer..."""
+
+    inputs: ClassVar[tuple[str, ...]] = ()
+    uses_http: ClassVar[bool] = False
+    """Whether the trigger needs the shared HTTP/WebSocket listener."""
+
+    async def start(self, runtime: Runtime) -> None:
+        """Begin accepting work (register routes, start timers). Called after every setup."""
+
+    async def stop(self) -> None:
+        """Stop accepting work; in-flight chains are drained by the runtime."""

@@ -1,0 +1,121 @@
+"""``lolo/function``: a node whose behaviour is a Python module with ``handler(ev, ctx)``."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from lolo_runtime.context import Context, SetupContext
+from lolo_runtime.errors import NodeConfigError
+from lolo_runtime.node import Node, NodeConfig
+from lolo_runtime.types import Event
+
+
+class FunctionParams(BaseModel):
+    """Any params a function node is given; its handler reads them as ``ctx.params``."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionNode(Node):
+    """Runs ``handler(ev, ctx)`` from the module named by ``handler:``.
+
+    The module is imported once, when the flow loads, and lives as long as the app, so
+    module-level variables (the tutorial's ``connections = {}``) keep their values
+    between events. Two nodes naming the same file share one module.
+    """
+
+    Params = FunctionParams
+    inputs: ClassVar[tuple[str, ...]] = ("in",)
+    outputs: ClassVar[tuple[str, ...]] = ("out",)
+    ports_configurable = True
+    accepts_handler = True
+
+    def __init__(self, config: NodeConfig):
+        super().__init__(config)
+        self.params = dict(config.params.model_extra or {})
+        if not config.handler:
+            raise NodeConfigError("a function node needs 'handler: path/to/module.py'")
+        self.module = load_handler_module(config.flow_dir / config.handler, config.handler)
+        handler = getattr(self.module, "handler", None)
+        if handler is None:
+            raise NodeConfigError(
+                f"{config.handler} has no 'handler' function; "
+                "define 'async def handler(ev, ctx)'", "handler"
+            )
+        _check_signature(handler, config.handler, "handler", 2)
+        self._setup = getattr(self.module, "setup", None)
+        if self._setup is not None:
+            _check_signature(self._setup, config.handler, "setup", 1)
+        # The engine calls ``handle`` directly: the user's function is the node's behaviour.
+        self.handle = handler  # type: ignore[method-assign]
+
+    async def setup(self, ctx: SetupContext) -> None:
+        if self._setup is not None:
+            result = self._setup(ctx)
+            if inspect.isawaitable(result):
+                await result
+
+    async def handle(self, ev: Event, ctx: Context) -> None:  # replaced in __init__
+        raise NotImplementedError
+
+
+_MODULES: dict[Path, ModuleType] = {}
+
+
+def load_handler_module(path: Path, shown: str) -> ModuleType:
+    """Import the module at ``path`` once per process; errors name ``shown``."""
+    resolved = path.resolve()
+    cached = _MODULES.get(resolved)
+    if cached is not None:
+        return cached
+    if not resolved.is_file():
+        raise NodeConfigError(f"handler file {shown} does not exist ({resolved})", "handler")
+    if resolved.suffix != ".py":
+        raise NodeConfigError(f"handler file {shown} is not a .py file", "handler")
+    name = f"lolo_handlers.{_module_name(resolved)}"
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise NodeConfigError(f"cannot import handler file {shown}", "handler")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise NodeConfigError(
+            f"handler file {shown} does not import: SyntaxError: {exc.msg} (line {exc.lineno})",
+            "handler",
+        ) from None
+    except Exception as exc:
+        del sys.modules[name]
+        raise NodeConfigError(
+            f"handler file {shown} does not import: {type(exc).__name__}: {exc}", "handler"
+        ) from None
+    _MODULES[resolved] = module
+    return module
+
+
+def _module_name(path: Path) -> str:
+    stem = "".join(ch if ch.isalnum() else "_" for ch in path.with_suffix("").as_posix())
+    return stem.strip("_") or "handler"
+
+
+def _check_signature(func: Any, shown: str, name: str, arity: int) -> None:
+    if not callable(func):
+        raise NodeConfigError(f"{shown}: '{name}' is not a function", "handler")
+    try:
+        inspect.signature(func).bind(*range(arity))
+    except TypeError:
+        args = "ev, ctx" if arity == 2 else "ctx"
+        raise NodeConfigError(
+            f"{shown}: '{name}' must accept ({args})", "handler"
+        ) from None
+    except ValueError:
+        return  # builtins without a signature: trust them

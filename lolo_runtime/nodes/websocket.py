@@ -1,0 +1,227 @@
+"""``lolo/websocket-trigger``: WebSocket clients start chains on ``req``, ``message``, ``close``.
+
+The ``req`` chain runs *during* the opening handshake: the trigger holds the handshake
+until that chain has finished, then accepts it, or refuses it if a handler raised
+(:class:`~lolo_runtime.errors.Reject` gives its own HTTP status, anything else 500) or
+answered with ``{"status": 4xx}``. Responses emitted while the handshake is held are
+sent, in order, as soon as the socket is open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from enum import Enum
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from lolo_runtime.errors import Reject
+from lolo_runtime.node import NodeConfig, Trigger
+from lolo_runtime.types import Event
+
+if TYPE_CHECKING:
+    from lolo_runtime.engine import Engine
+    from lolo_runtime.runtime import Runtime
+
+log = logging.getLogger("lolo.websocket")
+
+
+class WebSocketParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(pattern=r"^/[^?#\s]*$", description="URL path clients connect to.")
+    max_message_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest message accepted; bigger closes with 1009."
+    )
+    compression: bool = Field(
+        False, description="Offer permessage-deflate. Off: it costs CPU and invites CRIME."
+    )
+    origins: list[str] | None = Field(
+        None, description="Allowed Origin headers; others get HTTP 403. Unset: any origin."
+    )
+
+
+class _Phase(Enum):
+    HANDSHAKE = 1
+    OPEN = 2
+    CLOSED = 3
+
+
+class WebSocketSession:
+    """One client connection: the invocation behind every event it causes."""
+
+    __slots__ = ("base", "conn", "pending", "phase", "refusal", "session_id", "trigger")
+
+    def __init__(self, trigger: WebSocketTrigger, conn: ServerConnection, session_id: str,
+                 base: Event):
+        self.trigger = trigger
+        self.conn = conn
+        self.session_id = session_id
+        self.base = base
+        self.phase = _Phase.HANDSHAKE
+        self.pending: list[dict[str, Any]] = []
+        self.refusal: tuple[int, str] | None = None
+
+    def emit(self, name: str, payload: Any = None) -> None:
+        if name != "response":
+            log.debug("session %s: ignoring emitted event %r", self.session_id, name)
+            return
+        if not isinstance(payload, dict):
+            raise TypeError(
+                "emit('response', ...) takes a dict such as {'body': ...} or {'end': True}, "
+                f"not {type(payload).__name__}"
+            )
+        if self.phase is _Phase.OPEN:
+            self.trigger.respond(self, payload)
+        elif self.phase is _Phase.HANDSHAKE:
+            status = payload.get("status")
+            if isinstance(status, int) and status >= 300 and self.refusal is None:
+                self.refusal = (status, _text(payload.get("body")))
+            else:
+                self.pending.append(payload)
+        # A closed session drops what is emitted to it: its client is gone.
+
+    def fail(self, node_id: str, error: BaseException) -> None:
+        if self.phase is _Phase.HANDSHAKE and self.refusal is None:
+            if isinstance(error, Reject):
+                self.refusal = (error.status, error.reason)
+            else:
+                self.refusal = (HTTPStatus.INTERNAL_SERVER_ERROR, "")
+
+
+def _text(body: Any) -> str:
+    if body is None:
+        return ""
+    return body if isinstance(body, str) else json.dumps(body)
+
+
+class WebSocketTrigger(Trigger):
+    """Accepts WebSocket clients at ``params.path`` on the app's port."""
+
+    Params = WebSocketParams
+    outputs: ClassVar[tuple[str, ...]] = ("req", "message", "close")
+    uses_http = True
+
+    def __init__(self, config: NodeConfig):
+        super().__init__(config)
+        self.params: WebSocketParams = config.params  # type: ignore[assignment]
+        self.wants_compression = self.params.compression
+        self._engine: Engine | None = None
+        self._opening: dict[ServerConnection, WebSocketSession] = {}
+
+    @property
+    def http_path(self) -> str:
+        return self.params.path
+
+    async def start(self, runtime: Runtime) -> None:
+        self._engine = runtime.engine
+        runtime.http.add_route(self.params.path, self)
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "trigger used before start()"
+        return self._engine
+
+    async def on_request(
+        self, conn: ServerConnection, request: Request, query: str
+    ) -> Response | None:
+        protocol = conn.protocol
+        protocol.max_message_size = self.params.max_message_bytes  # type: ignore[attr-defined]
+        if self.params.origins is not None:
+            protocol.origins = self.params.origins  # type: ignore[attr-defined]
+        if not self.params.compression:
+            protocol.available_extensions = None  # type: ignore[attr-defined]
+        session_id = str(uuid.uuid4())
+        base = self._base_event(conn, request, query)
+        base["sessionId"] = session_id
+        session = WebSocketSession(self, conn, session_id, base)
+        await self.engine.fire(self, "req", dict(session.base), session)
+        if session.refusal is not None:
+            status, reason = session.refusal
+            return conn.respond(status, reason or f"{HTTPStatus(status).phrase}\n")
+        self._opening[conn] = session
+        # The websockets library skips the handler if the client vanished mid-handshake;
+        # the chain that saw ``req`` must still see ``close``.
+        conn.connection_lost_waiter.add_done_callback(
+            lambda _: self._lost_before_open(conn)
+        )
+        return None
+
+    def _base_event(self, conn: ServerConnection, request: Request, query: str) -> Event:
+        headers: dict[str, str] = {}
+        for name, value in request.headers.raw_items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        parsed = parse_qs(query, keep_blank_values=True)
+        address = conn.remote_address
+        return {
+            "sessionId": None,
+            "path": self.params.path,
+            "method": "GET",
+            "headers": headers,
+            "query": {k: v[0] if len(v) == 1 else v for k, v in parsed.items()},
+            "params": {},
+            "peer": f"{address[0]}:{address[1]}" if address else None,
+        }
+
+    def _lost_before_open(self, conn: ServerConnection) -> None:
+        session = self._opening.pop(conn, None)
+        if session is not None:
+            session.phase = _Phase.CLOSED
+            self.engine.spawn(self._fire_close(session))
+
+    async def on_open(self, conn: ServerConnection) -> None:
+        session = self._opening.pop(conn)
+        session.phase = _Phase.OPEN
+        for payload in session.pending:
+            self.respond(session, payload)
+        session.pending.clear()
+        engine, base = self.engine, session.base
+        try:
+            async for message in conn:
+                ev = base.copy()
+                ev["message"] = message
+                await engine.fire(self, "message", ev, session)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.phase = _Phase.CLOSED
+            await self._fire_close(session)
+
+    async def _fire_close(self, session: WebSocketSession) -> None:
+        ev = session.base.copy()
+        ev["code"] = session.conn.close_code
+        ev["reason"] = session.conn.close_reason
+        await self.engine.fire(self, "close", ev, session)
+
+    def respond(self, session: WebSocketSession, payload: dict[str, Any]) -> None:
+        """Act on one ``response`` event: send its ``body``, close on ``end``."""
+        body = payload.get("body")
+        if body is not None:
+            self.send(session.conn, body)
+        if payload.get("end"):
+            self.engine.spawn(session.conn.close())
+
+    @staticmethod
+    def send(conn: ServerConnection, body: Any) -> None:
+        """Queue ``body`` on the connection without waiting: str as text, bytes as binary,
+        anything else as JSON text."""
+        protocol = conn.protocol
+        if protocol.state is not State.OPEN or conn.send_in_progress is not None:
+            return
+        if isinstance(body, str):
+            protocol.send_text(body.encode())
+        elif isinstance(body, bytes | bytearray | memoryview):
+            protocol.send_binary(body)
+        else:
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            protocol.send_text(text.encode())
+        conn.send_data()

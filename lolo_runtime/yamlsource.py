@@ -1,0 +1,141 @@
+"""Strict YAML reading that remembers the line of every value.
+
+Flow files are small and written by hand, so this reader prefers a clear error to
+YAML's conveniences: duplicate mapping keys are rejected (YAML's silent last-wins hides
+mistakes), Python object tags are rejected, and alias expansion is capped so an alias
+bomb fails fast instead of eating memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from lolo_runtime.errors import FlowError
+
+MAX_FLOW_BYTES = 1024 * 1024
+MAX_VALUES = 20_000
+MAX_DEPTH = 64
+
+LocPath: TypeAlias = tuple[str | int, ...]
+LineMap: TypeAlias = dict[LocPath, int]
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
+    """Read ``path`` and return its document plus a map from value path to line number."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise FlowError(f"cannot read flow file: {exc.strerror}", path, 1) from None
+    if size > MAX_FLOW_BYTES:
+        raise FlowError(
+            f"flow file is {size} bytes; the limit is {MAX_FLOW_BYTES} bytes", path, 1
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowError(f"cannot read flow file: {exc}", path, 1) from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
+    """Parse one YAML document held in ``text``; errors name ``path``."""
+    if len(text) > MAX_FLOW_BYTES:
+        raise FlowError(f"flow file is over the limit of {MAX_FLOW_BYTES} bytes", path, 1)
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise FlowError("flow file is empty", path, 1)
+        return _Builder(loader, path).build(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise FlowError(f"YAML syntax error: {problem}", path, line) from None
+    except yaml.YAMLError as exc:
+        raise FlowError(f"YAML error: {exc}", path, 1) from None
+    except RecursionError:
+        raise FlowError("YAML document is nested too deeply", path, 1) from None
+    finally:
+        loader.dispose()
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain Python values, recording lines."""
+
+    def __init__(self, loader: yaml.SafeLoader, path: Path):
+        self.loader = loader
+        self.path = path
+        self.lines: LineMap = {}
+        self.values = 0
+
+    def build(self, root: Node) -> tuple[Any, LineMap]:
+        return self._value(root, (), 0), self.lines
+
+    def _error(self, node: Node, message: str) -> FlowError:
+        return FlowError(message, self.path, node.start_mark.line + 1)
+
+    def _value(self, node: Node, loc: LocPath, depth: int) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self._error(
+                node, f"document expands to more than {MAX_VALUES} values (alias bomb?)"
+            )
+        if depth > MAX_DEPTH:
+            raise self._error(node, f"document is nested deeper than {MAX_DEPTH} levels")
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise self._error(node, f"unsupported YAML tag {node.tag!r}")
+            return [self._value(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            return self._mapping(node, loc, depth)
+        raise self._error(node, "unsupported YAML node")
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            problem = exc.problem or "cannot read value"
+            raise self._error(node, f"unsupported YAML value: {problem}") from None
+
+    def _mapping(self, node: MappingNode, loc: LocPath, depth: int) -> dict[Any, Any]:
+        if node.tag != _MAP_TAG:
+            raise self._error(node, f"unsupported YAML tag {node.tag!r}")
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self._key(key_node)
+            if key in seen:
+                raise self._error(
+                    key_node, f"duplicate key {key!r} (first given on line {seen[key]})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        # Resolves ``<<: *anchor`` merge keys in place; explicit keys then win over merged ones.
+        self.loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            # A value's line is its key's line: that is where a reader looks.
+            self.lines.setdefault((*loc, key), key_node.start_mark.line + 1)
+            result[key] = self._value(value_node, (*loc, key), depth + 1)
+        return result
+
+    def _key(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            raise self._error(node, "mapping keys must be plain values")
+        key = self._scalar(node)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise self._error(node, f"unsupported mapping key {key!r}")
+        return key

@@ -1,0 +1,387 @@
+"""The behaviour every state backend must have (what handlers rely on as ``ctx.state``).
+
+Each test runs once per backend named in ``BACKENDS``. To check a new backend (e.g. Redis),
+add its name there and teach the ``open_backend`` fixture how to open a fresh, empty store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from lolo_runtime.state import SQLiteBackend, StateBackend, StateError
+
+T = TypeVar("T")
+
+BACKENDS = ["sqlite"]
+
+
+class FakeClock:
+    """A clock the test moves by hand, so ttl expiry needs no sleeping."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+OpenBackend = Callable[[FakeClock], AbstractAsyncContextManager[StateBackend]]
+
+
+@pytest.fixture(params=BACKENDS)
+def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> OpenBackend:
+    """Return ``opener(clock)``: an async context manager giving an open, empty backend."""
+    name = request.param
+
+    @asynccontextmanager
+    async def opener(clock: FakeClock) -> AsyncIterator[StateBackend]:
+        if name == "sqlite":
+            backend: StateBackend = SQLiteBackend(tmp_path / "state.sqlite3", clock=clock)
+        else:  # pragma: no cover - only reached when a backend is listed but not wired up
+            raise AssertionError(f"unknown backend {name}")
+        async with backend:
+            yield backend
+
+    return opener
+
+
+def run(open_backend: OpenBackend, body: Callable[[StateBackend, FakeClock], Awaitable[T]]) -> T:
+    """Run ``body(backend, clock)`` in a fresh event loop with a freshly opened backend."""
+
+    async def main() -> T:
+        clock = FakeClock()
+        async with open_backend(clock) as backend:
+            return await body(backend, clock)
+
+    return asyncio.run(main())
+
+
+JSON_VALUES: list[Any] = [
+    True,
+    False,
+    0,
+    -7,
+    2**80,
+    1.0,
+    3.25,
+    -0.0,
+    1e308,
+    5e-324,
+    "",
+    "plain",
+    "unicode: héllo ✓ 🎉 \u0000 \n \"quoted\" \\",
+    [],
+    {},
+    [1, "a", None, True, 2.5, [], {}],
+    {"a": {"b": [1, 2, {"c": None}]}, "": 0, "x y": [[[]]]},
+    {"n": None},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=lambda v: type(v).__name__ + ":" + repr(v)[:20])
+def test_every_json_value_round_trips(open_backend: OpenBackend, value: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> Any:
+        state = backend.for_app("app")
+        await state.set("key", value)
+        return await state.get("key")
+
+    got = run(open_backend, body)
+    assert got == value
+    assert type(got) is type(value)
+    if isinstance(value, float):
+        assert math.copysign(1.0, got) == math.copysign(1.0, value)
+
+
+def test_get_returns_a_copy(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("doc", {"items": [1, 2]})
+        first = await state.get("doc")
+        first["items"].append(3)
+        assert await state.get("doc") == {"items": [1, 2]}
+
+    run(open_backend, body)
+
+
+def test_get_default_and_falsy_values(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        assert await state.get("missing") is None
+        assert await state.get("missing", "fallback") == "fallback"
+        for index, falsy in enumerate([0, "", False, [], {}, 0.0]):
+            await state.set(f"falsy{index}", falsy)
+            assert await state.get(f"falsy{index}", "fallback") == falsy
+
+    run(open_backend, body)
+
+
+def test_overwrite_and_delete(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("k", 1)
+        await state.set("k", ["two"])
+        assert await state.get("k") == ["two"]
+        assert await state.delete("k") is True
+        assert await state.delete("k") is False
+        assert await state.get("k", "gone") == "gone"
+        assert await state.delete("never-set") is False
+
+    run(open_backend, body)
+
+
+def test_set_none_deletes(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("k", "v")
+        await state.set("k", None)
+        assert await state.get("k", "gone") == "gone"
+        assert await state.keys() == []
+        await state.set("never-set", None)  # deleting nothing is fine
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+def test_keys_sorted_and_filtered_by_exact_prefix(open_backend: OpenBackend) -> None:
+    names = ["user:2", "user:10", "user:1", "a%b", "a_b", "axb", "ab", "a", "é", "z"]
+
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        for name in names:
+            await state.set(name, 1)
+        assert await state.keys() == sorted(names)
+        assert await state.keys("") == sorted(names)
+        assert await state.keys("user:") == ["user:1", "user:10", "user:2"]
+        assert await state.keys("user:1") == ["user:1", "user:10"]
+        # % and _ are literal characters, not wildcards.
+        assert await state.keys("a%") == ["a%b"]
+        assert await state.keys("a_") == ["a_b"]
+        assert await state.keys("a") == ["a", "a%b", "a_b", "ab", "axb"]
+        assert await state.keys("nothing") == []
+
+    run(open_backend, body)
+
+
+def test_incr_is_atomic_under_100_concurrent_tasks(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> tuple[list[int], int]:
+        state = backend.for_app("app")
+
+        async def task() -> list[int]:
+            return [await state.incr("counter") for _ in range(10)]
+
+        results = await asyncio.gather(*(task() for _ in range(100)))
+        return [value for chunk in results for value in chunk], await state.get("counter")
+
+    seen, final = run(open_backend, body)
+    assert final == 1000
+    assert sorted(seen) == list(range(1, 1001))  # every increment saw a distinct value
+
+
+def test_incr_missing_key_and_step(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        assert await state.incr("a") == 1
+        assert await state.incr("b", 5) == 5
+        assert await state.incr("b", -7) == -2
+        assert await state.incr("big", 2**70) == 2**70
+        assert await state.get("b") == -2
+        await state.set("n", 41)
+        assert await state.incr("n") == 42
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("stored", ["5", 1.5, True, [1], {"a": 1}])
+def test_incr_on_non_integer_is_a_clear_error(open_backend: OpenBackend, stored: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("thing", stored)
+        with pytest.raises(StateError, match=r"thing.*" + type(stored).__name__):
+            await state.incr("thing")
+        assert await state.get("thing") == stored  # unchanged
+        assert await state.incr("other") == 1  # the store still works
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("by", [1.5, True, "1", None])
+def test_incr_step_must_be_an_int(open_backend: OpenBackend, by: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match="counter"):
+            await state.incr("counter", by)
+        assert await state.get("counter") is None
+
+    run(open_backend, body)
+
+
+def test_ttl_expiry_with_injected_clock(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("session", {"user": 1}, ttl=10)
+        await state.set("forever", 1)
+        clock.advance(9.5)
+        assert await state.get("session") == {"user": 1}
+        assert await state.keys() == ["forever", "session"]
+        clock.advance(0.5)  # exactly at the deadline: expired
+        assert await state.get("session", "expired") == "expired"
+        assert await state.keys() == ["forever"]
+        assert await state.delete("session") is False
+        clock.advance(1e6)
+        assert await state.get("forever") == 1
+
+    run(open_backend, body)
+
+
+def test_incr_on_expired_key_starts_at_zero_without_ttl(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("hits", 100, ttl=5)
+        assert await state.incr("hits") == 101  # live key: keeps its value ...
+        clock.advance(6)
+        assert await state.get("hits") is None  # ... and its ttl
+        assert await state.incr("hits") == 1  # expired: starts from 0
+        clock.advance(1e6)
+        assert await state.get("hits") == 1  # and has no ttl any more
+
+    run(open_backend, body)
+
+
+def test_set_without_ttl_removes_the_old_ttl(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("k", 1, ttl=1)
+        await state.set("k", 2)
+        clock.advance(10)
+        assert await state.get("k") == 2
+        await state.set("k", 3, ttl=1)  # and a new ttl replaces "no ttl"
+        clock.advance(2)
+        assert await state.get("k") is None
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), "10", True])
+def test_bad_ttl_is_rejected(open_backend: OpenBackend, ttl: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match="ttl"):
+            await state.set("k", 1, ttl=ttl)
+        assert await state.get("k") is None
+
+    run(open_backend, body)
+
+
+def test_apps_are_isolated(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        first, second = backend.for_app("first"), backend.for_app("second")
+        await first.set("shared-name", "first's")
+        await first.set("only-first", 1)
+        assert await second.get("shared-name") is None
+        assert await second.keys("") == []
+        assert await second.delete("only-first") is False
+        assert await second.incr("shared-name") == 1
+        await second.set("only-first", None)
+        assert await first.get("shared-name") == "first's"
+        assert await first.get("only-first") == 1
+        assert await first.keys() == ["only-first", "shared-name"]
+        assert await second.keys() == ["shared-name"]
+        # Names that would collide if app and key were simply concatenated.
+        await backend.for_app("a").set(":b", "app a")
+        await backend.for_app("a:").set("b", "app a:")
+        assert await backend.for_app("a").keys() == [":b"]
+        assert await backend.for_app("a:").keys() == ["b"]
+        assert await backend.for_app("a").get(":b") == "app a"
+
+    run(open_backend, body)
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [
+        (b"bytes", "bytes"),
+        ({1, 2}, "set"),
+        (Opaque(), "Opaque"),
+        (float("nan"), "nan"),
+        (float("-inf"), "inf"),
+        ({1: "int key"}, "int"),
+        ((1, 2), "tuple"),
+        ([1, {"deep": [b"x"]}], "bytes"),
+        ({"when": 1j}, "complex"),
+    ],
+)
+def test_non_json_value_is_a_clear_error(
+    open_backend: OpenBackend, value: Any, type_name: str
+) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("my-key", "before")
+        with pytest.raises(StateError) as info:
+            await state.set("my-key", value)
+        assert "my-key" in str(info.value)
+        assert type_name in str(info.value)
+        assert await state.get("my-key") == "before"
+
+    run(open_backend, body)
+
+
+def test_circular_value_is_a_clear_error(open_backend: OpenBackend) -> None:
+    loop_list: list[Any] = []
+    loop_list.append(loop_list)
+
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        with pytest.raises(StateError, match="circ"):
+            await backend.for_app("app").set("cycle", loop_list)
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("key", ["", 1, None, b"key", ("a",)])
+def test_bad_keys_are_rejected(open_backend: OpenBackend, key: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        for call in (state.get(key), state.set(key, 1), state.delete(key), state.incr(key)):
+            with pytest.raises(StateError, match="key"):
+                await call
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+def test_unusual_but_valid_keys(open_backend: OpenBackend) -> None:
+    keys = ["with space", "üñíçødé", "🎉", "line\nbreak", "'quote\"", "a" * 2000]
+
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        for index, key in enumerate(keys):
+            await state.set(key, index)
+        for index, key in enumerate(keys):
+            assert await state.get(key) == index
+        assert await state.keys() == sorted(keys)
+
+    run(open_backend, body)
+
+
+def test_closed_backend_raises_state_error(open_backend: OpenBackend) -> None:
+    async def main() -> None:
+        async with open_backend(FakeClock()) as backend:
+            state = backend.for_app("app")
+            await state.set("k", 1)
+        with pytest.raises(StateError, match="not open"):
+            await state.get("k")
+
+    asyncio.run(main())
