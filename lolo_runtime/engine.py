@@ -53,7 +53,7 @@ class Engine:
         self.app = app
         self.nodes = dict(nodes)
         self.env: dict[str, str] = dict(env or {})
-        self.state: StateAPI = state if state is not None else NoState()  # type: ignore[assignment]
+        self.state: StateAPI = state if state is not None else NoState()
         is_async = {
             node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
         }
@@ -84,7 +84,7 @@ class Engine:
             if is_async:
                 await node.handle(ev, ctx)
             else:
-                node.handle(ev, ctx)
+                _ = node.handle(ev, ctx)  # a plain ``def`` handler: nothing to await
         except Exception as error:
             ctx.take_routed()
             self._handler_failed(node, invocation, error)

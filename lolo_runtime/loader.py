@@ -214,8 +214,8 @@ def _instantiate(
     try:
         return node_class(config)
     except NodeConfigError as exc:
-        field_loc: LocPath = tuple(exc.field.split(".")) if exc.field else ()
-        report.add((*loc, *field_loc), f"{label}: {exc.message}")
+        at: LocPath = tuple(exc.field.split(".")) if exc.field else ()
+        report.add((*loc, *at), f"{label}: {exc.message}")
     except Exception as exc:
         report.add(loc, f"{label}: type {node_spec.type!r} failed to build: "
                    f"{type(exc).__name__}: {exc}")
@@ -228,9 +228,9 @@ def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
     for index, edge in enumerate(spec.parsed_edges()):
         loc: LocPath = ("edges", index)
         ok = True
-        for end, node_id, port, direction in (
-            ("from", edge.source, edge.source_port, "out"),
-            ("to", edge.target, edge.target_port, "in"),
+        for node_id, port, direction in (
+            (edge.source, edge.source_port, "out"),
+            (edge.target, edge.target_port, "in"),
         ):
             if node_id not in declared:
                 report.add(loc, f"edge {str(edge)!r}: unknown node {node_id!r} "

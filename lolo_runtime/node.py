@@ -53,7 +53,7 @@ class Node:
     inputs: ClassVar[tuple[str, ...]] = ("in",)
     outputs: ClassVar[tuple[str, ...]] = ("out",)
     ports_configurable: ClassVar[bool] = False
-    """When true the flow file may choose ``inputs:``/``outputs:`` (the class values are defaults)."""
+    """When true the flow file may choose ``inputs:``/``outputs:`` (class values: defaults)."""
     accepts_handler: ClassVar[bool] = False
     """When true the node takes a ``handler:`` module path."""
     close_timeout: ClassVar[float] = 5.0

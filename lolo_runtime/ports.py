@@ -32,7 +32,7 @@ class Ports:
         raise AttributeError("ports are read-only")
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names
+        return isinstance(name, str) and name in self._names
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

@@ -61,7 +61,8 @@ class Registry:
         existing = self._entries.get(name)
         if existing is not None:
             raise RegistryError(
-                f"node type {name!r} is registered twice: by {existing.source} and by {entry.source}"
+                f"node type {name!r} is registered twice: "
+                f"by {existing.source} and by {entry.source}"
             )
         self._entries[name] = entry
 

@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.typing import Origin
 
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import NodeConfig, Trigger
@@ -134,11 +135,11 @@ class WebSocketTrigger(Trigger):
         self, conn: ServerConnection, request: Request, query: str
     ) -> Response | None:
         protocol = conn.protocol
-        protocol.max_message_size = self.params.max_message_bytes  # type: ignore[attr-defined]
+        protocol.max_message_size = self.params.max_message_bytes
         if self.params.origins is not None:
-            protocol.origins = self.params.origins  # type: ignore[attr-defined]
+            protocol.origins = [Origin(origin) for origin in self.params.origins]
         if not self.params.compression:
-            protocol.available_extensions = None  # type: ignore[attr-defined]
+            protocol.available_extensions = None
         session_id = str(uuid.uuid4())
         base = self._base_event(conn, request, query)
         base["sessionId"] = session_id
