@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 __all__ = [
     "AppState",
@@ -138,7 +138,7 @@ class StateBackend(ABC):
             raise StateError(f"app name must be a non-empty str, not {app_name!r}")
         return AppState(self, app_name)
 
-    async def __aenter__(self) -> StateBackend:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

@@ -79,7 +79,7 @@ JSON_VALUES: list[Any] = [
     5e-324,
     "",
     "plain",
-    "unicode: héllo ✓ 🎉 \u0000 \n \"quoted\" \\",
+    'unicode: héllo ✓ 🎉 \u0000 \n "quoted" \\',
     [],
     {},
     [1, "a", None, True, 2.5, [], {}],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sqlite3
@@ -172,7 +173,7 @@ def test_event_loop_keeps_running_while_a_write_waits_for_the_lock(tmp_path: Pat
 
     ticks = asyncio.run(body())
     assert len(ticks) >= 20
-    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
     assert max(gaps) < 0.2
 
 
@@ -242,7 +243,9 @@ def test_wal_mode_is_used(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize("content", [b"this is not a database\n" * 100, b"SQLite format 3\x00" + b"\xff" * 200])
+@pytest.mark.parametrize(
+    "content", [b"this is not a database\n" * 100, b"SQLite format 3\x00" + b"\xff" * 200]
+)
 def test_corrupt_file_gives_a_clear_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.sqlite3"
     path.write_bytes(content)
@@ -292,5 +295,6 @@ def test_bad_synchronous_setting_is_rejected(tmp_path: Path) -> None:
 
 def test_default_state_path() -> None:
     assert default_state_path("flows/chat.yaml") == Path("flows/.lolo/chat.sqlite3")
-    assert default_state_path(Path("/srv/app/my.flow.yml")) == Path("/srv/app/.lolo/my.flow.sqlite3")
+    expected = Path("/srv/app/.lolo/my.flow.sqlite3")
+    assert default_state_path(Path("/srv/app/my.flow.yml")) == expected
     assert default_state_path("app.yaml") == Path(".lolo/app.sqlite3")
