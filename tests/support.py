@@ -1,0 +1,105 @@
+"""Start a real ``lolo-run`` process for a test and talk to it."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(r"Listening to port (\d+)")
+
+
+def lolo_run_command() -> list[str]:
+    """The installed ``lolo-run`` script, or the module when the script is not on PATH."""
+    script = shutil.which("lolo-run")
+    return [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
+
+
+class LoloProcess:
+    """``lolo-run FLOW --port 0 ...`` in a subprocess; stderr is kept for inspection."""
+
+    def __init__(self, flow: Path | str, *args: str, env: dict[str, str] | None = None,
+                 start_timeout: float = 15.0):
+        self.flow = Path(flow)
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.stdout_lines: list[str] = []
+        self._stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - closed in close()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LoloProcess:
+        command = [*lolo_run_command(), str(self.flow), "--port", "0", *self.args]
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=ROOT
+        )
+        self.port = self._wait_for_listening()
+        return self
+
+    def _wait_for_listening(self) -> int:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + self.start_timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=0.1):
+                    continue
+                line = self.proc.stdout.readline().decode()
+                if not line:
+                    break
+                self.stdout_lines.append(line)
+                match = _LISTENING.search(line)
+                if match:
+                    return int(match.group(1))
+        self.kill()
+        raise RuntimeError(f"lolo-run did not start listening; stderr:\n{self.stderr()}")
+
+    def url(self, path: str = "/socket") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def send_signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Ask the process to shut down and return its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> LoloProcess:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
