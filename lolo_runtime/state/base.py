@@ -33,6 +33,9 @@ JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, J
 Clock: TypeAlias = Callable[[], float]
 """Returns the current time in seconds (``time.time`` by default; tests inject a fake)."""
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""``incr`` works on signed 64-bit integers (as Redis does), so every backend can do it exactly."""
+
 MAX_DEPTH = 200
 """Deepest nesting of lists/dicts accepted in a value (also catches self-referencing values)."""
 
@@ -174,7 +177,8 @@ class StateBackend(ABC):
         """Atomically add ``by`` to the integer under ``key`` (absent counts as 0).
 
         A live key keeps its expiry; an absent or expired key starts from 0 with no expiry.
-        Raises :class:`StateError` if the stored value is not an integer.
+        Raises :class:`StateError` (and changes nothing) if the stored value is not an integer
+        or the result is outside [INT64_MIN, INT64_MAX].
         """
 
 
@@ -236,9 +240,12 @@ class AppState:
         """Atomically add ``by`` to the integer stored under ``key`` and return the new value.
 
         A missing or expired key counts as 0 (and the result has no expiry); a live key keeps
-        its expiry. Raises :class:`StateError` if the stored value is not an integer.
+        its expiry. Counters are signed 64-bit integers: raises :class:`StateError` if the
+        stored value is not an integer, or if it or the result is outside that range.
         """
         validate_key(key)
         if isinstance(by, bool) or not isinstance(by, int):
             raise StateError(f"incr of key {key!r}: 'by' must be an int, not {type(by).__name__}")
+        if not INT64_MIN <= by <= INT64_MAX:
+            raise StateError(f"incr of key {key!r}: 'by' is outside the signed 64-bit range")
         return await self._backend.kv_incr(self._app, key, by, self._backend.clock())

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ._worker import SQLiteWorker
-from .base import Clock, StateBackend, StateError
+from .base import INT64_MAX, INT64_MIN, Clock, StateBackend, StateError
 
 __all__ = ["SQLiteBackend"]
 
@@ -34,6 +34,11 @@ _SCHEMA = (
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+_UPSERT = (
+    "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
 
 # Every this many write batches, rows whose ttl has passed are deleted (they are already
 # invisible to readers; this only reclaims space).
@@ -144,12 +149,7 @@ class SQLiteBackend(StateBackend):
 
     async def kv_set(self, app: str, key: str, text: str, expires_at: float | None) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (app, key) DO UPDATE SET "
-                "value = excluded.value, expires_at = excluded.expires_at",
-                (app, key, text, expires_at),
-            )
+            conn.execute(_UPSERT, (app, key, text, expires_at))
 
         await self._worker.submit(run, writes=True)
 
@@ -195,12 +195,9 @@ class SQLiteBackend(StateBackend):
                     f"cannot incr key {key!r}: it holds a {type(current).__name__}, not an int"
                 )
             result = current + by
-            conn.execute(
-                "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (app, key) DO UPDATE SET "
-                "value = excluded.value, expires_at = excluded.expires_at",
-                (app, key, json.dumps(result), expires_at),
-            )
+            if not INT64_MIN <= result <= INT64_MAX:
+                raise StateError(f"cannot incr key {key!r}: the result would overflow 64 bits")
+            conn.execute(_UPSERT, (app, key, json.dumps(result), expires_at))
             return result
 
         return await self._worker.submit(run, writes=True)

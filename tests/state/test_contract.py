@@ -193,7 +193,8 @@ def test_incr_missing_key_and_step(open_backend: OpenBackend) -> None:
         assert await state.incr("a") == 1
         assert await state.incr("b", 5) == 5
         assert await state.incr("b", -7) == -2
-        assert await state.incr("big", 2**70) == 2**70
+        assert await state.incr("big", 2**63 - 1) == 2**63 - 1
+        assert await state.incr("small", -(2**63)) == -(2**63)
         assert await state.get("b") == -2
         await state.set("n", 41)
         assert await state.incr("n") == 42
@@ -210,6 +211,22 @@ def test_incr_on_non_integer_is_a_clear_error(open_backend: OpenBackend, stored:
             await state.incr("thing")
         assert await state.get("thing") == stored  # unchanged
         assert await state.incr("other") == 1  # the store still works
+
+    run(open_backend, body)
+
+
+def test_incr_stays_within_64_bits(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("top", 2**63 - 1)
+        await state.set("huge", 2**70)  # storing big ints is fine; counting with them is not
+        for key, by in [("top", 1), ("huge", 1), ("fresh", 2**63), ("fresh", -(2**63) - 1)]:
+            with pytest.raises(StateError, match=key):
+                await state.incr(key, by)
+        assert await state.get("top") == 2**63 - 1
+        assert await state.get("huge") == 2**70
+        assert await state.get("fresh") is None
+        assert await state.incr("top", -1) == 2**63 - 2
 
     run(open_backend, body)
 
