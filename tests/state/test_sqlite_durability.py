@@ -172,9 +172,10 @@ def test_event_loop_keeps_running_while_a_write_waits_for_the_lock(tmp_path: Pat
             return ticks
 
     ticks = asyncio.run(body())
-    assert len(ticks) >= 20
+    # The lock is held for 0.5 s; a loop blocked by the waiting write would show one big gap.
+    assert len(ticks) >= 10
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.2
+    assert max(gaps) < 0.25
 
 
 def test_awaiting_writes_yields_to_other_tasks(tmp_path: Path) -> None:
