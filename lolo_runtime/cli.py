@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lolo_runtime import __version__
@@ -16,18 +16,21 @@ from lolo_runtime.errors import FlowErrors
 from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.logs import configure_logging
 from lolo_runtime.server import ListenError
+from lolo_runtime.state.paths import resolve_state_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW = 0, 1, 2
 DEFAULT_PORT = 4000
 LOG_LEVELS = ("debug", "info", "warning", "error")
-COMMANDS = ("run", "check", "schema")
+COMMANDS = ("run", "check", "schema", "keys")
 
 log = logging.getLogger("lolo.cli")
 
 USAGE = """\
-lolo-run [run] FLOW [--port N] [--host ADDR] [--log-level LEVEL] [--log-format {text,json}]
+lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--log-level LEVEL]
+                [--log-format {text,json}] [--shutdown-timeout SECONDS]
        lolo-run check FLOW...
-       lolo-run schema [--output FILE]"""
+       lolo-run schema [--output FILE]
+       lolo-run keys {create,list,revoke} [--state PATH] ..."""
 
 DESCRIPTION = """\
 Run a Lolo-style app: a graph of async Python handlers joined by named ports,
@@ -38,11 +41,15 @@ commands:
                 'lolo-run FLOW' is 'lolo-run run FLOW')
   check FLOW    validate flow files without running them; exit 2 if any is wrong
   schema        print the flow files' JSON Schema, for editors
+  keys          create, list and revoke the API keys that lolo/api-auth accepts
 
 Run 'lolo-run COMMAND --help' for a command's options."""
 
 EPILOG = """\
 The port is --port, else $PORT, else the flow file's 'port:', else 4000.
+The state store (ctx.state, and the API keys) is the SQLite file --state, else
+$LOLO_STATE, else .lolo/state.sqlite3 under the current directory; apps sharing a
+file keep their keys apart by app name.
 On start-up it prints 'Listening to port N' once clients can connect.
 Ctrl-C or SIGTERM shuts down gracefully: clients are closed with code 1001 and
 in-flight handlers get --shutdown-timeout seconds to finish.
@@ -63,6 +70,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="log lines as text, or as one JSON object each (default: text)")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long shutdown waits for handlers (default: %(default)s)")
+    _add_state_option(parser)
+
+
+def _add_state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", type=Path, metavar="PATH",
+                        help="state store file (default: $LOLO_STATE, else .lolo/state.sqlite3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +105,22 @@ def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
         "installed node type), for editors that complete and check YAML.",
     )
     schema.add_argument("--output", "-o", type=Path, help="write to FILE instead of stdout")
-    return {"run": run, "check": check, "schema": schema}
+    keys = argparse.ArgumentParser(
+        prog="lolo-run keys",
+        description="Manage API keys for lolo/api-auth. Keys live (hashed) in the state "
+        "store, so a running app that shares the store sees changes at once.",
+    )
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="make a key and print it, once")
+    create.add_argument("--email", required=True, help="the key holder's email")
+    create.add_argument("--account", metavar="ID", help="account id (default: a new one)")
+    _add_state_option(create)
+    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    _add_state_option(listing)
+    revoke = actions.add_parser("revoke", help="revoke a key by its id or prefix")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="as 'keys list' shows: lolo_<id>")
+    _add_state_option(revoke)
+    return {"run": run, "check": check, "schema": schema, "keys": keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_command(options.flows)
     if command == "schema":
         return schema_command(options.output)
+    if command == "keys":
+        from lolo_runtime.keys_command import keys_command
+
+        return keys_command(options, resolve_state_path(options.state, os.environ))
     return run_command(options)
 
 
@@ -139,8 +171,7 @@ def schema_command(output: Path | None) -> int:
     return EXIT_OK
 
 
-def choose_port(cli_port: int | None, environ: dict[str, str] | os._Environ[str],
-                flow: Flow) -> int:
+def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) -> int:
     """--port, else $PORT, else the flow file's ``port:``, else 4000."""
     if cli_port is not None:
         return cli_port
@@ -154,7 +185,8 @@ def choose_port(cli_port: int | None, environ: dict[str, str] | os._Environ[str]
 
 
 def run_command(options: argparse.Namespace) -> int:
-    from lolo_runtime.runtime import Runtime
+    from lolo_runtime.runtime import Runtime, StartupError
+    from lolo_runtime.state import SQLiteBackend
 
     configure_logging(options.log_level, options.log_format)
     try:
@@ -163,7 +195,8 @@ def run_command(options: argparse.Namespace) -> int:
         _report(errors)
         return EXIT_BAD_FLOW
     port = choose_port(options.port, os.environ, flow)
-    runtime = Runtime(flow, options.host, port, shutdown_timeout=options.shutdown_timeout)
+    backend = SQLiteBackend(resolve_state_path(options.state, os.environ))
+    runtime = Runtime(flow, options.host, port, backend, options.shutdown_timeout)
 
     def listening(bound: int) -> None:
         log.info("app %r listening on %s:%d", flow.app, options.host, bound)
@@ -171,7 +204,7 @@ def run_command(options: argparse.Namespace) -> int:
 
     try:
         asyncio.run(runtime.serve_until_signalled(listening))
-    except ListenError as exc:
+    except (ListenError, StartupError) as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

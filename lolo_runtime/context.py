@@ -10,6 +10,9 @@ from lolo_runtime.ports import Ports
 from lolo_runtime.types import Event, Invocation, StateAPI
 
 if TYPE_CHECKING:
+    from lolo_runtime.state import StateBackend
+
+if TYPE_CHECKING:
     from lolo_runtime.engine import Engine
     from lolo_runtime.node import Node
 
@@ -45,6 +48,12 @@ class SetupContext:
     @property
     def state(self) -> StateAPI:
         return self._engine.state
+
+    @property
+    def state_backend(self) -> StateBackend:
+        """The store behind ``state``, across apps: for node types such as ``lolo/api-auth``
+        that keep records outside the app's namespace. Handlers use ``state``."""
+        return self._engine.backend
 
     @property
     def inputs(self) -> Ports:

@@ -19,12 +19,16 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lolo_runtime.context import Context
+from lolo_runtime.errors import Reject
 from lolo_runtime.node import Node
 from lolo_runtime.routing import RoutingTable
 from lolo_runtime.types import Event, Invocation, StateAPI
+
+if TYPE_CHECKING:
+    from lolo_runtime.state import StateBackend
 
 log = logging.getLogger("lolo.engine")
 
@@ -49,11 +53,13 @@ class Engine:
         table: RoutingTable,
         env: Mapping[str, str] | None = None,
         state: StateAPI | None = None,
+        backend: StateBackend | None = None,
     ):
         self.app = app
         self.nodes = dict(nodes)
         self.env: dict[str, str] = dict(env or {})
         self.state: StateAPI = state if state is not None else NoState()
+        self.backend: StateBackend = backend if backend is not None else NoState()  # type: ignore[assignment]
         is_async = {
             node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
         }
@@ -95,13 +101,14 @@ class Engine:
                 await self.fire(node, out_port, out_ev, invocation)
 
     def _handler_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
-        log.error(
-            "handler raised %s: %s",
-            type(error).__name__,
-            error,
-            exc_info=error,
-            extra={"app": self.app, "node": node.id, "session": invocation.session_id},
-        )
+        tags = {"app": self.app, "node": node.id, "session": invocation.session_id}
+        if isinstance(error, Reject):
+            # A deliberate stop (an auth node saying no), not a bug: no traceback.
+            log.info("chain stopped: %s", error, extra=tags)
+        else:
+            log.error(
+                "handler raised %s: %s", type(error).__name__, error, exc_info=error, extra=tags
+            )
         try:
             invocation.fail(node.id, error)
         except Exception:

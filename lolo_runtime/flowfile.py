@@ -103,5 +103,12 @@ class FlowSpec(BaseModel):
         default_factory=list, description="Wires, each 'node.out-port -> node.in-port'."
     )
 
+    @field_validator("app")
+    @classmethod
+    def _app_not_reserved(cls, app: str) -> str:
+        if app.startswith("__"):
+            raise ValueError("app names starting with '__' are reserved for lolo-runtime")
+        return app
+
     def parsed_edges(self) -> list[Edge]:
         return [Edge.parse(text) for text in self.edges]

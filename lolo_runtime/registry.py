@@ -79,6 +79,7 @@ class Registry:
 
 
 BUILTIN_TYPES: dict[str, str] = {
+    "lolo/api-auth": "lolo_runtime.nodes.api_auth:ApiAuthNode",
     "lolo/function": "lolo_runtime.nodes.function:FunctionNode",
     "lolo/websocket-trigger": "lolo_runtime.nodes.websocket:WebSocketTrigger",
 }

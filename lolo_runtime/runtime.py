@@ -12,9 +12,13 @@ from lolo_runtime.engine import Engine
 from lolo_runtime.loader import Flow
 from lolo_runtime.node import Trigger
 from lolo_runtime.server import HttpServer
-from lolo_runtime.types import StateAPI
+from lolo_runtime.state import StateBackend, StateError
 
 log = logging.getLogger("lolo.runtime")
+
+
+class StartupError(Exception):
+    """The app could not start: a node's setup failed or the state store would not open."""
 
 
 class Runtime:
@@ -25,20 +29,32 @@ class Runtime:
         flow: Flow,
         host: str = "127.0.0.1",
         port: int = 4000,
-        state: StateAPI | None = None,
+        state: StateBackend | None = None,
         shutdown_timeout: float = 10.0,
     ):
         self.flow = flow
-        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, state)
+        self.backend = state
+        app_state = state.for_app(flow.app) if state is not None else None
+        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state)
         self.http = HttpServer(host, port)
         self.shutdown_timeout = shutdown_timeout
         self._triggers = [node for node in flow.nodes.values() if isinstance(node, Trigger)]
         self._set_up: list[str] = []
 
     async def start(self) -> None:
-        """Set every node up, then start the triggers, then listen."""
+        """Open the state store, set every node up, then start the triggers, then listen."""
+        if self.backend is not None:
+            try:
+                await self.backend.open()
+            except StateError as exc:
+                raise StartupError(str(exc)) from exc
         for node in self.flow.nodes.values():
-            await node.setup(SetupContext(self.engine, node))
+            try:
+                await node.setup(SetupContext(self.engine, node))
+            except Exception as exc:
+                raise StartupError(
+                    f"node {node.id!r}: setup failed: {type(exc).__name__}: {exc}"
+                ) from exc
             self._set_up.append(node.id)
         for trigger in self._triggers:
             await trigger.start(self)
@@ -55,6 +71,8 @@ class Runtime:
         for node_id in reversed(self._set_up):
             node = self.flow.nodes[node_id]
             await _bounded(node.close(), node.close_timeout, f"closing {node_id}")
+        if self.backend is not None:
+            await self.backend.close()
 
     async def serve_until_signalled(self, on_listening: Callable[[int], None]) -> None:
         """Start, report the bound port, run until SIGINT/SIGTERM, then stop."""

@@ -1,10 +1,15 @@
-"""Affirm Connection: answers a new client with its connect message."""
+"""Affirm Connection: answers a new client with its connect message, then the history."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import history
+
 
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     ctx.log.info("client has connected")
     ctx.emit("response", ev)
+    past = await history.recall(ctx.state)
+    if past:
+        ctx.emit("response", {"body": {"history": past}})

@@ -1,16 +1,20 @@
-"""Handle Messages: broadcasts a message to every client but its sender."""
+"""Handle Messages: broadcasts a message to every client but its sender, and keeps it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import history
+
 
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     connections = ev["connections"]
     sender = ev["sessionId"]
-    # The tutorial's listing formats the text with the recipient's id, a slip: the
-    # recipients want to know who spoke, so the text names the sender.
-    text = f"{sender} says: {ev['message']}"
+    # The tutorial's listings format the text with the recipient's id (or username), a
+    # slip: recipients want to know who spoke, so the text names the sender.
+    me = connections.get(sender) or {}
+    name = me.get("username") or sender
+    text = f"{name} says: {ev['message']}"
     for session_id, connection in list(connections.items()):
         if session_id == sender:
             continue
@@ -18,3 +22,4 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
             connection["send"](text)
         except Exception as error:
             ctx.log.error(error)
+    await history.remember(ctx.state, name, ev["message"])

@@ -1,7 +1,8 @@
 """Process Request: keeps a table of open connections, as in the Lolo tutorial.
 
 In-ports ``req`` (a client connects), ``msg`` (it sends) and ``close`` (it leaves);
-out-ports ``req`` and ``msg``.
+out-ports ``req`` and ``msg``. Behind ``lolo/api-auth`` (flows/chat-auth.yaml) each
+connection also keeps the email of its key's holder as its ``username``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
 
     if ctx.input == ctx.inputs.req:
         emit = ctx.emit  # bound to this client's connection; still works after we return
+        session = ev.get("session") or {}
         connections[session_id] = {
             "send": lambda body: emit("response", {"body": body}),
             "end": lambda: emit("response", {"end": True}),
             "info": ev["headers"],
+            "username": session.get("email"),  # set by lolo/api-auth, if it ran
         }
         ev["body"] = {"connected": True, "yourConnectionId": session_id}
         ctx.route(ev, "req")

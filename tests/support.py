@@ -28,8 +28,10 @@ class LoloProcess:
     """``lolo-run FLOW --port 0 ...`` in a subprocess; stderr is kept for inspection."""
 
     def __init__(self, flow: Path | str, *args: str, env: dict[str, str] | None = None,
-                 start_timeout: float = 15.0):
+                 start_timeout: float = 15.0, state: Path | None = None):
         self.flow = Path(flow)
+        self._state_dir = tempfile.TemporaryDirectory() if state is None else None
+        self.state = state or Path(self._state_dir.name) / "state.sqlite3"  # type: ignore[union-attr]
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.start_timeout = start_timeout
@@ -39,7 +41,10 @@ class LoloProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LoloProcess:
-        command = [*lolo_run_command(), str(self.flow), "--port", "0", *self.args]
+        command = [
+            *lolo_run_command(), str(self.flow), "--port", "0", "--state", str(self.state),
+            *self.args,
+        ]
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=ROOT
         )
@@ -96,6 +101,8 @@ class LoloProcess:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self._stderr.close()
+        if self._state_dir is not None:
+            self._state_dir.cleanup()
 
     def __enter__(self) -> LoloProcess:
         return self.start()

@@ -28,7 +28,8 @@ class FunctionNode(Node):
 
     The module is imported once, when the flow loads, and lives as long as the app, so
     module-level variables (the tutorial's ``connections = {}``) keep their values
-    between events. Two nodes naming the same file share one module.
+    between events. Two nodes naming the same file share one module. The module's
+    folder is put first on ``sys.path``, so it can import modules beside it.
     """
 
     Params = FunctionParams
@@ -84,6 +85,11 @@ def load_handler_module(path: Path, shown: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise NodeConfigError(f"cannot import handler file {shown}", "handler")
     module = importlib.util.module_from_spec(spec)
+    # As Python does for a script, the handler's folder goes first on the import path, so
+    # handlers can share helper modules that sit beside them.
+    folder = str(resolved.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

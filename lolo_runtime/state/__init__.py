@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from .base import AppState, Clock, JSONValue, StateBackend, StateError
-from .paths import default_state_path
+from .paths import DEFAULT_STATE_PATH, resolve_state_path
 from .sqlite import SQLiteBackend
 
 __all__ = [
+    "DEFAULT_STATE_PATH",
     "AppState",
     "Clock",
     "JSONValue",
     "SQLiteBackend",
     "StateBackend",
     "StateError",
-    "default_state_path",
+    "resolve_state_path",
 ]

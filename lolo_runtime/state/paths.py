@@ -1,21 +1,20 @@
-"""Where a flow's state file lives unless the user says otherwise."""
+"""Where the state store lives unless the user says otherwise."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["STATE_DIR_NAME", "default_state_path"]
+__all__ = ["DEFAULT_STATE_PATH", "resolve_state_path"]
 
-STATE_DIR_NAME = ".lolo"
+DEFAULT_STATE_PATH = Path(".lolo") / "state.sqlite3"
+"""Relative to the current directory. One file serves every app run from there (each app
+has its own namespace) and the API keys, so ``lolo-run keys`` needs no flow file."""
 
 
-def default_state_path(flow_path: str | os.PathLike[str]) -> Path:
-    """Return ``<flow file dir>/.lolo/<flow file stem>.sqlite3``.
-
-    ``flows/chat.yaml`` gives ``flows/.lolo/chat.sqlite3``. The path is neither resolved nor
-    created here (the backend creates the directory when it opens). The CLI lets
-    ``--state PATH`` or ``$LOLO_STATE`` override it.
-    """
-    flow = Path(flow_path)
-    return flow.parent / STATE_DIR_NAME / f"{flow.stem}.sqlite3"
+def resolve_state_path(option: Path | None, environ: Mapping[str, str]) -> Path:
+    """``--state PATH``, else ``$LOLO_STATE``, else :data:`DEFAULT_STATE_PATH`."""
+    if option is not None:
+        return option
+    from_env = environ.get("LOLO_STATE")
+    return Path(from_env) if from_env else DEFAULT_STATE_PATH

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lolo_runtime.state import SQLiteBackend, StateError, default_state_path
+from lolo_runtime.state import (
+    DEFAULT_STATE_PATH,
+    SQLiteBackend,
+    StateError,
+    resolve_state_path,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -294,8 +299,8 @@ def test_bad_synchronous_setting_is_rejected(tmp_path: Path) -> None:
         SQLiteBackend(tmp_path / "s.sqlite3", synchronous="OFF")
 
 
-def test_default_state_path() -> None:
-    assert default_state_path("flows/chat.yaml") == Path("flows/.lolo/chat.sqlite3")
-    expected = Path("/srv/app/.lolo/my.flow.sqlite3")
-    assert default_state_path(Path("/srv/app/my.flow.yml")) == expected
-    assert default_state_path("app.yaml") == Path(".lolo/app.sqlite3")
+def test_state_path_precedence() -> None:
+    assert resolve_state_path(Path("x.db"), {"LOLO_STATE": "y.db"}) == Path("x.db")
+    assert resolve_state_path(None, {"LOLO_STATE": "y.db"}) == Path("y.db")
+    assert resolve_state_path(None, {"LOLO_STATE": ""}) == DEFAULT_STATE_PATH
+    assert resolve_state_path(None, {}) == Path(".lolo/state.sqlite3")

@@ -1,0 +1,47 @@
+"""``lolo-run keys``: create, list and revoke API keys in the state store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from lolo_runtime.apikeys import create_key, list_keys, revoke_key
+from lolo_runtime.state import SQLiteBackend, StateError
+
+
+def keys_command(options: argparse.Namespace, state: Path) -> int:
+    try:
+        return asyncio.run(_keys(options, state))
+    except StateError as exc:
+        print(f"lolo-run keys: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _keys(options: argparse.Namespace, state: Path) -> int:
+    async with SQLiteBackend(state) as backend:
+        if options.action == "create":
+            key, record = await create_key(backend, options.email, options.account)
+            # The only time the key is shown: it is not stored, only its hash.
+            print(key)
+            print(
+                f"created {record.prefix} for {record.email} (account {record.account_id}) "
+                f"in {state}; keep the key safe, it cannot be shown again",
+                file=sys.stderr,
+            )
+            return 0
+        if options.action == "list":
+            records = await list_keys(backend)
+            if not records:
+                print(f"no keys in {state}", file=sys.stderr)
+            for record in records:
+                created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+                print(f"{record.prefix}\t{record.email}\t{record.account_id}\t{created}")
+            return 0
+        if await revoke_key(backend, options.key_id):
+            print(f"revoked {options.key_id}", file=sys.stderr)
+            return 0
+        print(f"lolo-run keys: no key {options.key_id!r} in {state}", file=sys.stderr)
+        return 1
