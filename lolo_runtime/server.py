@@ -23,6 +23,7 @@ class Route(Protocol):
     """What a trigger registers for a path."""
 
     wants_compression: bool
+    open_timeout: float
 
     async def on_request(
         self, conn: ServerConnection, request: Request, query: str
@@ -61,6 +62,9 @@ class HttpServer:
         # it, and each trigger withdraws the offer on its own connections otherwise.
         wants_compression = any(route.wants_compression for route in self._routes.values())
         extensions = [ServerPerMessageDeflateFactory()] if wants_compression else None
+        # The handshake timeout starts before the path is known, so it cannot be chosen
+        # per trigger: the most patient trigger sets it.
+        open_timeout = max((route.open_timeout for route in self._routes.values()), default=10)
         try:
             self._server = await serve(
                 self._handle,
@@ -70,6 +74,7 @@ class HttpServer:
                 compression=None,
                 extensions=extensions,
                 server_header="lolo-runtime",
+                open_timeout=open_timeout,
                 # Triggers set their own per-connection limits in on_request.
                 max_size=None,
             )

@@ -33,7 +33,8 @@ class LoloProcess:
         self._state_dir = tempfile.TemporaryDirectory() if state is None else None
         self.state = state or Path(self._state_dir.name) / "state.sqlite3"  # type: ignore[union-attr]
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        # The example chats limit each client to a human pace; tests flood them on purpose.
+        self.env = {**os.environ, "CHAT_MAX_MESSAGES_PER_SECOND": "1000000", **(env or {})}
         self.start_timeout = start_timeout
         self.port = 0
         self.stdout_lines: list[str] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from enum import Enum
 from http import HTTPStatus
@@ -48,12 +49,41 @@ class WebSocketParams(BaseModel):
     origins: list[str] | None = Field(
         None, description="Allowed Origin headers; others get HTTP 403. Unset: any origin."
     )
+    max_connections: int = Field(
+        10_000, ge=1, description="Open connections allowed; more are refused with HTTP 503."
+    )
+    max_messages_per_second: float | None = Field(
+        20, gt=0, description="Per connection, averaged over a burst; more closes with 1008. "
+        "null: no limit.",
+    )
+    burst: int = Field(
+        40, ge=1, description="Messages a connection may send at once above the rate."
+    )
+    max_send_buffer_bytes: int = Field(
+        1024 * 1024, ge=1024,
+        description="Unsent bytes allowed to pile up for a client that does not read; "
+        "past it the client is closed with 1013.",
+    )
+    ping_interval: float | None = Field(
+        20, gt=0, description="Seconds between keepalive pings. null: no pings."
+    )
+    ping_timeout: float | None = Field(
+        20, gt=0, description="Seconds to wait for a pong before closing with 1011."
+    )
+    open_timeout: float = Field(
+        10, gt=0, description="Seconds a client has to finish the handshake (the req chain "
+        "included). The port is shared, so the largest value among triggers applies.",
+    )
 
 
 class _Phase(Enum):
     HANDSHAKE = 1
     OPEN = 2
     CLOSED = 3
+
+
+CLOSE_TOO_FAST = 1008
+CLOSE_SLOW_READER = 1013
 
 
 class WebSocketSession:
@@ -115,8 +145,10 @@ class WebSocketTrigger(Trigger):
         super().__init__(config)
         self.params: WebSocketParams = config.params  # type: ignore[assignment]
         self.wants_compression = self.params.compression
+        self.open_timeout = self.params.open_timeout
         self._engine: Engine | None = None
         self._opening: dict[ServerConnection, WebSocketSession] = {}
+        self._open_count = 0
 
     @property
     def http_path(self) -> str:
@@ -134,12 +166,19 @@ class WebSocketTrigger(Trigger):
     async def on_request(
         self, conn: ServerConnection, request: Request, query: str
     ) -> Response | None:
+        params = self.params
+        if self._open_count + len(self._opening) >= params.max_connections:
+            log.warning("%s: refusing a client: %d connections already open",
+                        self.id, params.max_connections)
+            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
         protocol = conn.protocol
-        protocol.max_message_size = self.params.max_message_bytes
-        if self.params.origins is not None:
-            protocol.origins = [Origin(origin) for origin in self.params.origins]
-        if not self.params.compression:
+        protocol.max_message_size = params.max_message_bytes
+        if params.origins is not None:
+            protocol.origins = [Origin(origin) for origin in params.origins]
+        if not params.compression:
             protocol.available_extensions = None
+        conn.ping_interval = params.ping_interval
+        conn.ping_timeout = params.ping_timeout
         session_id = str(uuid.uuid4())
         base = self._base_event(conn, request, query)
         base["sessionId"] = session_id
@@ -182,12 +221,26 @@ class WebSocketTrigger(Trigger):
     async def on_open(self, conn: ServerConnection) -> None:
         session = self._opening.pop(conn)
         session.phase = _Phase.OPEN
+        self._open_count += 1
         for payload in session.pending:
             self.respond(session, payload)
         session.pending.clear()
         engine, base = self.engine, session.base
+        rate, burst = self.params.max_messages_per_second, self.params.burst
+        allowance, last = float(burst), time.monotonic()
         try:
             async for message in conn:
+                if rate is not None:
+                    # Token bucket: ``burst`` messages at once, ``rate`` a second after that.
+                    now = time.monotonic()
+                    allowance = min(burst, allowance + (now - last) * rate)
+                    last = now
+                    if allowance < 1:
+                        log.warning("session %s: over %g messages/s; closing",
+                                    session.session_id, rate)
+                        await conn.close(CLOSE_TOO_FAST, "too many messages")
+                        break
+                    allowance -= 1
                 ev = base.copy()
                 ev["message"] = message
                 await engine.fire(self, "message", ev, session)
@@ -195,6 +248,7 @@ class WebSocketTrigger(Trigger):
             pass
         finally:
             session.phase = _Phase.CLOSED
+            self._open_count -= 1
             await self._fire_close(session)
 
     async def _fire_close(self, session: WebSocketSession) -> None:
@@ -207,14 +261,19 @@ class WebSocketTrigger(Trigger):
         """Act on one ``response`` event: send its ``body``, close on ``end``."""
         body = payload.get("body")
         if body is not None:
-            self.send(session.conn, body)
+            self.send(session, body)
         if payload.get("end"):
             self.engine.spawn(session.conn.close())
 
-    @staticmethod
-    def send(conn: ServerConnection, body: Any) -> None:
+    def send(self, session: WebSocketSession, body: Any) -> None:
         """Queue ``body`` on the connection without waiting: str as text, bytes as binary,
-        anything else as JSON text."""
+        anything else as JSON text.
+
+        Nothing here waits for the client to read, so a client that stops reading while
+        others talk would make its buffer grow without end: past
+        ``max_send_buffer_bytes`` it is closed with 1013 instead.
+        """
+        conn = session.conn
         protocol = conn.protocol
         if protocol.state is not State.OPEN or conn.send_in_progress is not None:
             return
@@ -226,3 +285,6 @@ class WebSocketTrigger(Trigger):
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
             protocol.send_text(text.encode())
         conn.send_data()
+        if conn.transport.get_write_buffer_size() > self.params.max_send_buffer_bytes:
+            log.warning("session %s: client is not reading; closing", session.session_id)
+            self.engine.spawn(conn.close(CLOSE_SLOW_READER, "not reading fast enough"))
