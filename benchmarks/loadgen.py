@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import procstat
-from wsclient import LeanClient, Tally, check_loopback, connect
+from wsclient import LeanClient, Tally, check_loopback, connect, new_event_loop
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -47,12 +47,16 @@ class Window:
     sent: int
     client: procstat.CpuSample
     server: procstat.CpuSample | None
+    cores: dict[int, tuple[float, float]]
+    machine_tasks: float
 
     @classmethod
     def take(cls, tally: Tally, sent: int, server_pid: int | None) -> Window:
         wall = time.perf_counter()
         server = procstat.server_cpu(server_pid, wall) if server_pid else None
-        return cls(wall, tally.received, sent, procstat.self_cpu(wall), server)
+        cores = procstat.core_busy_seconds()
+        tasks = procstat.machine_task_seconds()
+        return cls(wall, tally.received, sent, procstat.self_cpu(wall), server, cores, tasks)
 
 
 def window_figures(a: Window, b: Window) -> dict[str, Any]:
@@ -64,12 +68,16 @@ def window_figures(a: Window, b: Window) -> dict[str, Any]:
         "messages_sent": b.sent - a.sent,
         "deliveries_per_s": deliveries / wall if wall > 0 else 0.0,
         "client_cpu_util": procstat.utilisation(a.client, b.client),
+        "core_busy": procstat.core_utilisation(a.cores, b.cores),
     }
     if a.server is not None and b.server is not None:
         cpu = b.server.cpu_s - a.server.cpu_s
         out["server_cpu_s"] = cpu
         out["server_cpu_util"] = procstat.utilisation(a.server, b.server)
         out["cpu_s_per_100k"] = cpu / deliveries * 100_000 if deliveries else math.nan
+        # CPU used by any other process on the machine: a sign of interference.
+        ours = cpu + b.client.cpu_s - a.client.cpu_s
+        out["other_cpu_util"] = max(0.0, (b.machine_tasks - a.machine_tasks - ours) / wall)
     return out
 
 
@@ -313,6 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if name == "burst":
             p.add_argument("--window", type=int, default=0, help="messages in flight (0 = auto)")
             p.add_argument("--window-deliveries", type=int, default=2000)
+            p.add_argument("--poll-interval-ms", type=float, default=1.0)
         else:
             p.add_argument("--rate", type=float, required=True, help="messages per second")
     return parser.parse_args(argv)
@@ -325,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     procstat.raise_nofile_limit()
     scenario = {"burst": burst, "rate": rate, "storm": storm}[args.scenario]
     try:
-        result = asyncio.run(scenario(args))
+        interval = getattr(args, "poll_interval_ms", 0.0) / 1000.0
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(interval)) as runner:
+            result = runner.run(scenario(args))
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1

@@ -96,6 +96,43 @@ def utilisation(before: CpuSample, after: CpuSample) -> float:
     return (after.cpu_s - before.cpu_s) / wall if wall > 0 else 0.0
 
 
+def core_busy_seconds() -> dict[int, tuple[float, float]]:
+    """Per CPU: (busy seconds, total seconds) since boot, from /proc/stat.
+
+    Busy includes irq/softirq time, which the kernel does not charge to any process; on a
+    loopback benchmark that is where much of the network work lands, so a core can be saturated
+    while its process shows ~90% CPU. Comparing both figures shows this.
+    """
+    out: dict[int, tuple[float, float]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        name, *values = line.split()
+        ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+        total = sum(ticks)
+        out[int(name[3:])] = ((total - ticks[3] - ticks[4]) / CLK_TCK, total / CLK_TCK)
+    return out
+
+
+def machine_task_seconds() -> float:
+    """user + nice + system seconds summed over all CPUs (no idle, irq or softirq time)."""
+    with open("/proc/stat") as stat:
+        values = stat.readline().split()[1:4]
+    return sum(int(v) for v in values) / CLK_TCK
+
+
+def core_utilisation(
+    before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]
+) -> dict[int, float]:
+    """Busy fraction of each core between two core_busy_seconds() readings."""
+    result: dict[int, float] = {}
+    for cpu, (busy, total) in after.items():
+        if cpu in before:
+            d_total = total - before[cpu][1]
+            result[cpu] = (busy - before[cpu][0]) / d_total if d_total > 0 else 0.0
+    return result
+
+
 def raise_nofile_limit(wanted: int = 65536) -> int:
     """Raise RLIMIT_NOFILE's soft limit towards `wanted` (capped by the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
