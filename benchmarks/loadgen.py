@@ -7,7 +7,7 @@
 Everything runs callback-driven on one asyncio loop (see wsclient.py). With --server-pid the
 server's CPU seconds and RSS are read from /proc over exactly the measurement window; the
 generator's own CPU is read with getrusage over the same window, so a reader can see whether
-the generator, rather than the server, was the limit. Only loopback addresses are accepted.
+the generator, rather than the server, was the limit. The target is always 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import procstat
-from wsclient import LeanClient, Tally, check_loopback, connect, new_event_loop
+from wsclient import LeanClient, Tally, connect, new_event_loop
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -130,6 +130,7 @@ class Room:
             "echoes_seen": t.echoes,
             "format_errors": t.format_errors + t.unknown_sender + t.bad_hellos,
             "protocol_errors": t.protocol_errors,
+            "json_frames": t.json_frames,
         }
 
 
@@ -168,7 +169,8 @@ async def make_room(args: argparse.Namespace, sample_every: int) -> Room:
 async def burst(args: argparse.Namespace) -> dict[str, Any]:
     """Senders keep at most `window` messages un-delivered; refill when half has drained."""
     room = await make_room(args, args.sample_every)
-    window = args.window or max(4, math.ceil(args.window_deliveries / max(1, room.fan)))
+    deliveries = args.window_deliveries or max(2000, 10 * len(room.clients))
+    window = args.window or max(4, math.ceil(deliveries / max(1, room.fan)))
     high = window * room.fan
     low = high // 2
     running = True
@@ -301,7 +303,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="scenario", required=True)
     for name in ("burst", "rate", "storm"):
         p = sub.add_parser(name)
-        p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--server-pid", type=int, default=0)
         p.add_argument("--connect-timeout", type=float, default=15.0)
@@ -320,8 +321,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--sample-every", type=int, default=64 if name == "burst" else 1)
         if name == "burst":
             p.add_argument("--window", type=int, default=0, help="messages in flight (0 = auto)")
-            p.add_argument("--window-deliveries", type=int, default=2000)
-            p.add_argument("--poll-interval-ms", type=float, default=1.0)
+            p.add_argument(
+                "--window-deliveries", type=int, default=0, help="0 = max(2000, 10 x clients)"
+            )
+            p.add_argument(
+                "--poll-interval-ms", type=float, default=-1.0, help="-1 = clients/100, 1..10"
+            )
         else:
             p.add_argument("--rate", type=float, required=True, help="messages per second")
     return parser.parse_args(argv)
@@ -329,18 +334,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_loopback(args.host)
     signal.alarm(max(1, args.max_seconds))  # default action ends the process: bounded in time
     procstat.raise_nofile_limit()
     scenario = {"burst": burst, "rate": rate, "storm": storm}[args.scenario]
+    interval_ms = getattr(args, "poll_interval_ms", 0.0)
+    if interval_ms < 0:
+        interval_ms = min(10.0, max(1.0, args.clients / 100))
     try:
-        interval = getattr(args, "poll_interval_ms", 0.0) / 1000.0
-        with asyncio.Runner(loop_factory=lambda: new_event_loop(interval)) as runner:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(interval_ms / 1000)) as runner:
             result = runner.run(scenario(args))
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1
     result["scenario"] = args.scenario
+    result["poll_interval_ms"] = interval_ms
     print(json.dumps(result, allow_nan=True))
     return 0
 

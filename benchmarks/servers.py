@@ -120,8 +120,11 @@ class RunningServer:
 class ServerPool:
     """Starts servers and guarantees every one is stopped when the `with` block ends."""
 
-    def __init__(self, pin_cpu: int | None, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self, pin_cpu: int | None, env: dict[str, str] | None = None, ready_timeout: float = 30.0
+    ) -> None:
         self.pin_cpu = pin_cpu
+        self.env = env
         self.ready_timeout = ready_timeout
         self.running: list[RunningServer] = []
 
@@ -163,6 +166,7 @@ class ServerPool:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            env=self.env,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # the runner is single-threaded, so this is safe
         )

@@ -103,6 +103,7 @@ class Tally:
     unknown_sender: int = 0
     protocol_errors: int = 0
     bad_hellos: int = 0
+    json_frames: int = 0
     on_receive: Callable[[], None] | None = None  # called after frames were counted
 
 
@@ -191,7 +192,9 @@ class LeanClient(asyncio.BufferedProtocol):
             if end > size:
                 break
             pos = end
-            if b0 == 0x81 and self.session_id:  # final text frame: one delivery
+            # A final text frame is one delivery; JSON objects ('{', 123) are app notices such
+            # as lolo-run's {"history": [...]} after the hello, not chat deliveries.
+            if b0 == 0x81 and self.session_id and (end == start or data[start] != 123):
                 count += 1
                 self.countdown -= 1
                 if self.countdown == 0:
@@ -232,8 +235,11 @@ class LeanClient(asyncio.BufferedProtocol):
 
     def _other_frame(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
-        if opcode == OP_TEXT and b0 & 0x80 and not self.session_id:
-            self._hello(payload)
+        if opcode == OP_TEXT and b0 & 0x80:
+            if self.session_id:
+                self.tally.json_frames += 1
+            else:
+                self._hello(payload)
         elif opcode == OP_PING:
             self._write(client_frame(payload, OP_PONG))
         elif opcode == OP_CLOSE:
