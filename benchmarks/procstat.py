@@ -10,6 +10,7 @@ import os
 import platform
 import resource
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,34 @@ def machine_task_seconds() -> float:
     with open("/proc/stat") as stat:
         values = stat.readline().split()[1:4]
     return sum(int(v) for v in values) / CLK_TCK
+
+
+def busy_cores(sample_s: float = 0.5) -> float:
+    """How many cores' worth of CPU the whole machine used over `sample_s` seconds."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:9]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+    busy0, total0 = read()
+    time.sleep(sample_s)
+    busy1, total1 = read()
+    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> float | None:
+    """Wait (at most `max_wait` s) until other work uses < `threshold` cores.
+
+    Returns None once quiet, else the last reading. The benchmark's own processes are idle
+    while this runs, so anything measured is someone else's load.
+    """
+    deadline = time.monotonic() + max_wait
+    reading = busy_cores()
+    while reading >= threshold and time.monotonic() < deadline:
+        time.sleep(1.0)
+        reading = busy_cores()
+    return None if reading < threshold else reading
 
 
 def core_utilisation(

@@ -62,6 +62,7 @@ class Settings:
     storm_concurrency: int = 50
     startup_samples: int = 3
     drain_timeout: float = 5.0
+    quiet_wait: float = 30.0  # seconds to wait for other load to calm down before each server
     only: list[str] = field(default_factory=lambda: list(ALL))
 
 
@@ -74,6 +75,7 @@ QUICK = Settings(
     storm_connections=100,
     startup_samples=1,
     drain_timeout=3.0,
+    quiet_wait=0.0,
 )
 
 
@@ -144,6 +146,16 @@ class Bench:
             self.warnings.append(f"{side} {prefix}: server fell >2 s behind the fixed rate")
         return True
 
+    def wait_for_quiet(self, what: str) -> None:
+        if self.s.quiet_wait <= 0:
+            return
+        busy = procstat.wait_for_quiet(self.s.quiet_wait)
+        if busy is not None:
+            self.warnings.append(
+                f"{what}: started while other processes used {busy:.2f} cores "
+                f"(waited {self.s.quiet_wait:g} s for quiet)"
+            )
+
     def burst_args(self, clients: int, senders: int) -> list[str]:
         s = self.s
         return [
@@ -168,6 +180,7 @@ class Bench:
         s = self.s
         if s.s2_rate > 0:
             return s.s2_rate, f"{s.s2_rate:g} msg/s (set with --s2-rate)"
+        self.wait_for_quiet("S2 calibration")
         server = self.pool.start(BARE, bare_cmd)
         try:
             result = self.loadgen(server, self.burst_args(s.s2_clients, s.senders), self.budget())
@@ -186,6 +199,7 @@ class Bench:
     def side(self, side: str, command: str, rate: float, pin: dict[str, int | None]) -> None:
         """One repeat for one server: fresh start(s), then every selected scenario."""
         s, only = self.s, set(self.s.only)
+        self.wait_for_quiet(side)
         starts = s.startup_samples if "S6" in only else 1
         server: RunningServer | None = None
         for _ in range(starts):
@@ -280,6 +294,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="environment for both servers (repeatable)",
     )
     p.add_argument("--s2-rate", type=float, help="fixed S2 rate in messages/s")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="before each server start, wait up to this many seconds for other load to "
+        "fall below 0.3 cores (default 30; 0 in --quick)",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--out", type=Path, default=HERE / "results")
     return p.parse_args(argv)
@@ -293,6 +313,8 @@ def build_settings(args: argparse.Namespace) -> Settings:
         s.duration = max(0.2, args.duration)
     if args.s2_rate:
         s.s2_rate = args.s2_rate
+    if args.quiet_wait is not None:
+        s.quiet_wait = max(0.0, args.quiet_wait)
     if args.only:
         s.only = [x.strip().upper() for x in args.only.split(",") if x.strip()]
         unknown = set(s.only) - set(ALL)
