@@ -82,6 +82,27 @@ def close_codes(server: LoloProcess) -> dict[str, int | None]:
     return found
 
 
+_TCP_STATES = {
+    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK",
+    "0A": "LISTEN", "0B": "CLOSING",
+}
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The kernel's state of the IPv4 TCP socket ``local_port -> remote_port`` (both on this
+    machine), from ``/proc/net/tcp``; None once the socket is gone."""
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == local_port
+                    and int(remote.split(":")[1], 16) == remote_port):
+                return _TCP_STATES.get(fields[3], fields[3])
+    return None
+
+
 def assert_clean_log(server: LoloProcess) -> None:
     """No crash, no unexpected error: the server's stderr has no traceback at all."""
     log = server.stderr()
