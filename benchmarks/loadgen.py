@@ -75,10 +75,16 @@ def window_figures(a: Window, b: Window) -> dict[str, Any]:
         out["server_cpu_s"] = cpu
         out["server_cpu_util"] = procstat.utilisation(a.server, b.server)
         out["cpu_s_per_100k"] = cpu / deliveries * 100_000 if deliveries else math.nan
-        # CPU used by any other process on the machine: a sign of interference.
-        ours = cpu + b.client.cpu_s - a.client.cpu_s
-        out["other_cpu_util"] = max(0.0, (b.machine_tasks - a.machine_tasks - ours) / wall)
+        out["other_cpu_util"] = other_utilisation(a, b)
     return out
+
+
+def other_utilisation(a: Window, b: Window) -> float:
+    """Cores used by processes other than the server and this generator: interference."""
+    if a.server is None or b.server is None or b.wall <= a.wall:
+        return math.nan
+    ours = b.server.cpu_s - a.server.cpu_s + b.client.cpu_s - a.client.cpu_s
+    return max(0.0, (b.machine_tasks - a.machine_tasks - ours) / (b.wall - a.wall))
 
 
 @dataclass
@@ -169,7 +175,7 @@ async def make_room(args: argparse.Namespace, sample_every: int) -> Room:
 async def burst(args: argparse.Namespace) -> dict[str, Any]:
     """Senders keep at most `window` messages un-delivered; refill when half has drained."""
     room = await make_room(args, args.sample_every)
-    deliveries = args.window_deliveries or max(2000, 10 * len(room.clients))
+    deliveries = args.window_deliveries or max(2000, 20 * len(room.clients))
     window = args.window or max(4, math.ceil(deliveries / max(1, room.fan)))
     high = window * room.fan
     low = high // 2
@@ -294,6 +300,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     }
     if first.server is not None and last.server is not None:
         result["server_cpu_util"] = procstat.utilisation(first.server, last.server)
+        result["other_cpu_util"] = other_utilisation(first, last)
     await close_all(clients)
     return result
 
@@ -322,10 +329,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if name == "burst":
             p.add_argument("--window", type=int, default=0, help="messages in flight (0 = auto)")
             p.add_argument(
-                "--window-deliveries", type=int, default=0, help="0 = max(2000, 10 x clients)"
+                "--window-deliveries", type=int, default=0, help="0 = max(2000, 20 x clients)"
             )
             p.add_argument(
-                "--poll-interval-ms", type=float, default=-1.0, help="-1 = clients/100, 1..10"
+                "--poll-interval-ms", type=float, default=-1.0, help="-1 = clients/50, 1..20"
             )
         else:
             p.add_argument("--rate", type=float, required=True, help="messages per second")
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     scenario = {"burst": burst, "rate": rate, "storm": storm}[args.scenario]
     interval_ms = getattr(args, "poll_interval_ms", 0.0)
     if interval_ms < 0:
-        interval_ms = min(10.0, max(1.0, args.clients / 100))
+        interval_ms = min(20.0, max(1.0, args.clients / 50))
     try:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(interval_ms / 1000)) as runner:
             result = runner.run(scenario(args))

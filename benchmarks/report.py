@@ -190,7 +190,8 @@ def render_markdown(doc: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Linux {machine['kernel']}, Python {machine['python']}, websockets "
         f"{machine['websockets']}. Pinning: {doc['pinning']}. Repeats: "
         f"{doc['settings']['repeats']} (interleaved {doc['order']}), medians shown. "
-        f"Commit: {doc.get('commit', '?')}.",
+        f"Commit: {doc.get('commit', '?')}. Took {doc.get('elapsed_s', 0):.0f} s; "
+        f"{doc.get('noisy_reruns', 0)} figure(s) re-run because other processes disturbed them.",
         "",
         f"- lolo-run: `{doc['commands'][LOLO]}`",
         f"- bare: `{doc['commands'][BARE]}`",
