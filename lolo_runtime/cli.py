@@ -26,8 +26,8 @@ COMMANDS = ("run", "check", "schema", "keys")
 log = logging.getLogger("lolo.cli")
 
 USAGE = """\
-lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--log-level LEVEL]
-                [--log-format {text,json}] [--shutdown-timeout SECONDS]
+lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--state-sync {normal,full}]
+                [--log-level LEVEL] [--log-format {text,json}] [--shutdown-timeout SECONDS]
        lolo-run check FLOW...
        lolo-run schema [--output FILE]
        lolo-run keys {create,list,revoke} [--state PATH] ..."""
@@ -70,12 +70,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="log lines as text, or as one JSON object each (default: text)")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long shutdown waits for handlers (default: %(default)s)")
-    _add_state_option(parser)
+    _add_state_option(parser, sync=True)
 
 
-def _add_state_option(parser: argparse.ArgumentParser) -> None:
+def _add_state_option(parser: argparse.ArgumentParser, sync: bool = False) -> None:
     parser.add_argument("--state", type=Path, metavar="PATH",
                         help="state store file (default: $LOLO_STATE, else .lolo/state.sqlite3)")
+    if sync:
+        parser.add_argument(
+            "--state-sync", choices=("normal", "full"), default="normal",
+            help="normal: an acknowledged write survives a crash or kill -9 of lolo-run; "
+            "full: also a power loss, at the cost of a disk flush per commit "
+            "(default: %(default)s)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +111,8 @@ def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
         description="Print the JSON Schema of flow files (with the params of every "
         "installed node type), for editors that complete and check YAML.",
     )
-    schema.add_argument("--output", "-o", type=Path, help="write to FILE instead of stdout")
+    schema.add_argument("--output", "-o", type=Path, metavar="FILE",
+                        help="write to FILE instead of stdout")
     keys = argparse.ArgumentParser(
         prog="lolo-run keys",
         description="Manage API keys for lolo/api-auth. Keys live (hashed) in the state "
@@ -161,13 +169,23 @@ def check_command(paths: Sequence[Path]) -> int:
 
 
 def schema_command(output: Path | None) -> int:
+    from lolo_runtime.errors import RegistryError
     from lolo_runtime.schema import flow_json_schema
 
-    text = json.dumps(flow_json_schema(), indent=2) + "\n"
+    try:
+        schema = flow_json_schema()
+    except RegistryError as exc:
+        print(f"lolo-run schema: {exc}; uninstall one of them", file=sys.stderr)
+        return EXIT_BAD_FLOW
+    text = json.dumps(schema, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
-    else:
+        return EXIT_OK
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"lolo-run schema: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -195,7 +213,9 @@ def run_command(options: argparse.Namespace) -> int:
         _report(errors)
         return EXIT_BAD_FLOW
     port = choose_port(options.port, os.environ, flow)
-    backend = SQLiteBackend(resolve_state_path(options.state, os.environ))
+    backend = SQLiteBackend(
+        resolve_state_path(options.state, os.environ), synchronous=options.state_sync
+    )
     runtime = Runtime(flow, options.host, port, backend, options.shutdown_timeout)
 
     def listening(bound: int) -> None:

@@ -22,4 +22,4 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
             connection["send"](text)
         except Exception as error:
             ctx.log.error(error)
-    await history.remember(ctx.state, name, ev["message"])
+    await history.remember(ctx, name, ev["message"])

@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 from websockets.typing import Origin
 
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import NodeConfig, Trigger
+from lolo_runtime.nodes.wsoutbox import Outbox
 from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
@@ -89,7 +89,10 @@ CLOSE_SLOW_READER = 1013
 class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
-    __slots__ = ("base", "conn", "pending", "phase", "refusal", "session_id", "trigger")
+    __slots__ = (
+        "base", "closing", "conn", "outgoing", "pending", "phase", "refusal", "session_id",
+        "trigger",
+    )
 
     def __init__(self, trigger: WebSocketTrigger, conn: ServerConnection, session_id: str,
                  base: Event):
@@ -100,6 +103,8 @@ class WebSocketSession:
         self.phase = _Phase.HANDSHAKE
         self.pending: list[dict[str, Any]] = []
         self.refusal: tuple[int, str] | None = None
+        self.closing = False
+        self.outgoing: list[bytes] | None = None
 
     def emit(self, name: str, payload: Any = None) -> None:
         if name != "response":
@@ -149,6 +154,7 @@ class WebSocketTrigger(Trigger):
         self._engine: Engine | None = None
         self._opening: dict[ServerConnection, WebSocketSession] = {}
         self._open_count = 0
+        self._outbox = Outbox(self.params.max_send_buffer_bytes, self._close_slow_reader)
 
     @property
     def http_path(self) -> str:
@@ -261,30 +267,10 @@ class WebSocketTrigger(Trigger):
         """Act on one ``response`` event: send its ``body``, close on ``end``."""
         body = payload.get("body")
         if body is not None:
-            self.send(session, body)
+            self._outbox.send(session, body)
         if payload.get("end"):
             self.engine.spawn(session.conn.close())
 
-    def send(self, session: WebSocketSession, body: Any) -> None:
-        """Queue ``body`` on the connection without waiting: str as text, bytes as binary,
-        anything else as JSON text.
-
-        Nothing here waits for the client to read, so a client that stops reading while
-        others talk would make its buffer grow without end: past
-        ``max_send_buffer_bytes`` it is closed with 1013 instead.
-        """
-        conn = session.conn
-        protocol = conn.protocol
-        if protocol.state is not State.OPEN or conn.send_in_progress is not None:
-            return
-        if isinstance(body, str):
-            protocol.send_text(body.encode())
-        elif isinstance(body, bytes | bytearray | memoryview):
-            protocol.send_binary(body)
-        else:
-            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-            protocol.send_text(text.encode())
-        conn.send_data()
-        if conn.transport.get_write_buffer_size() > self.params.max_send_buffer_bytes:
-            log.warning("session %s: client is not reading; closing", session.session_id)
-            self.engine.spawn(conn.close(CLOSE_SLOW_READER, "not reading fast enough"))
+    def _close_slow_reader(self, session: WebSocketSession) -> None:
+        log.warning("session %s: client is not reading; closing", session.session_id)
+        self.engine.spawn(session.conn.close(CLOSE_SLOW_READER, "not reading fast enough"))
