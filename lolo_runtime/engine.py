@@ -90,7 +90,10 @@ class Engine:
             if is_async:
                 await node.handle(ev, ctx)
             else:
-                _ = node.handle(ev, ctx)  # a plain ``def`` handler: nothing to await
+                # A plain ``def``, or a wrapper around an async handler that hides it.
+                result = node.handle(ev, ctx)
+                if result is not None and inspect.isawaitable(result):
+                    await result
         except Exception as error:
             ctx.take_routed()
             self._handler_failed(node, invocation, error)

@@ -28,7 +28,8 @@ def substitute(
 ) -> Any:
     """Replace ``${VAR}`` (and ``${VAR:-default}``) in every string inside ``value``.
 
-    ``$$`` gives a literal ``$``. An unset variable without a default raises
+    ``$$`` gives a literal ``$``. As in the shell, ``${VAR:-default}`` gives the default
+    when ``VAR`` is unset or empty. An unset variable without a default raises
     :class:`UnsetVariable` carrying the path of the value that named it. A string that
     is exactly one reference keeps the variable's text (no type guessing): params models
     convert ``"8080"`` to an int where they expect one.
@@ -54,10 +55,10 @@ def _substitute_text(text: str, environ: Mapping[str, str], where: tuple[str | i
         if name is None:
             raise BadReference(whole, where)
         found = environ.get(name)
+        if default is not None:
+            return found or default  # as in the shell: set but empty takes the default too
         if found is not None:
             return found
-        if default is not None:
-            return default
         raise UnsetVariable(name, where)
 
     return _REFERENCE.sub(replace, text)

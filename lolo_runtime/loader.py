@@ -67,8 +67,13 @@ def load_flow(
 ) -> Flow:
     """Load and validate the flow file at ``path``; raise :class:`FlowErrors` if it is wrong."""
     path = Path(path)
-    registry = registry if registry is not None else Registry.default()
     environ = os.environ if environ is None else environ
+    if registry is None:
+        try:
+            registry = Registry.default()
+        except RegistryError as exc:
+            # Installed plugins clash: no flow can load until one of them goes.
+            raise FlowErrors([FlowError(f"{exc}; uninstall one of them", path, 1)]) from None
     try:
         data, lines = read_yaml_file(path)
     except FlowError as error:
@@ -105,6 +110,8 @@ def _describe(data: Any, loc: LocPath, err: Mapping[str, Any]) -> str:
         return f"{prefix}missing required field {field!r}"
     if kind == "extra_forbidden":
         return f"{prefix}unknown field {field!r}"
+    if kind == "model_type" and len(loc) == 2 and loc[0] == "nodes":
+        return f"{prefix}must be a mapping with at least 'id' and 'type'"
     message = str(err["msg"])
     message = message.removeprefix("Value error, ")
     return f"{prefix}{field}: {message}" if field else f"{prefix}{message}"
@@ -119,16 +126,17 @@ def _node_label(data: Any, index: int) -> str:
 
 
 def _substituted(
-    value: Any, environ: Mapping[str, str], where: LocPath, report: _Reporter
+    value: Any, environ: Mapping[str, str], where: LocPath, report: _Reporter, label: str = ""
 ) -> Any:
+    prefix = f"{label}: " if label else ""
     try:
         return substitute(value, environ, where)
     except UnsetVariable as exc:
-        report.add(exc.where, f"{_where_text(exc.where)}: environment variable "
+        report.add(exc.where, f"{prefix}{_where_text(exc.where)}: environment variable "
                    f"{exc.name} is not set (set it, or write ${{{exc.name}:-default}})")
     except BadReference as exc:
-        report.add(exc.where, f"{_where_text(exc.where)}: {exc.text!r} is not a valid "
-                   "reference; write ${NAME}, ${NAME:-default}, or $$ for a literal $")
+        report.add(exc.where, f"{prefix}{_where_text(exc.where)}: {exc.text!r} is not a "
+                   "valid reference; write ${NAME}, ${NAME:-default}, or $$ for a literal $")
     return None
 
 
@@ -178,11 +186,15 @@ def _instantiate(
     errors_before = len(report.errors)
     for field in ("inputs", "outputs"):
         if getattr(node_spec, field) is not None and not node_class.ports_configurable:
-            report.add((*loc, field), f"{label}: type {node_spec.type!r} has fixed "
-                       f"{field}: {', '.join(getattr(node_class, field)) or '(none)'}")
+            fixed = getattr(node_class, field)
+            kind = "in" if field == "inputs" else "out"
+            report.add((*loc, field), f"{label}: type {node_spec.type!r} has "
+                       + (f"fixed {kind}-ports ({', '.join(fixed)})" if fixed
+                          else f"no {kind}-ports")
+                       + f"; remove '{field}:'")
     if node_spec.handler is not None and not node_class.accepts_handler:
         report.add((*loc, "handler"), f"{label}: type {node_spec.type!r} takes no handler")
-    raw_params = _substituted(node_spec.params, environ, (*loc, "params"), report)
+    raw_params = _substituted(node_spec.params, environ, (*loc, "params"), report, label)
     if len(report.errors) > errors_before:
         return None
     try:
@@ -197,6 +209,8 @@ def _instantiate(
                 message = f"unknown param {'.'.join(map(str, err['loc']))!r}"
             else:
                 message = f"{field}: {str(err['msg']).removeprefix('Value error, ')}"
+                if err["type"] not in ("extra_forbidden", "missing") and "input" in err:
+                    message += f" (got {err['input']!r:.60})"
             report.add((*loc, *field_loc), f"{label}: {message}")
         return None
     config = NodeConfig(

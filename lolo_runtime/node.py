@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,7 +46,8 @@ class Node:
     """
 
     type_name: ClassVar[str] = ""
-    """The name flow files use in ``type:``; filled in by the registry when empty."""
+    """For messages and docs only: flow files name a type by the name it is registered
+    under (its entry-point name), and the registry fills this in when it is empty."""
     Params: ClassVar[type[BaseModel]] = NoParams
     """A pydantic model for ``params:``; validated at load time."""
     inputs: ClassVar[tuple[str, ...]] = ("in",)
@@ -56,6 +56,7 @@ class Node:
     """When true the flow file may choose ``inputs:``/``outputs:`` (class values: defaults)."""
     accepts_handler: ClassVar[bool] = False
     """When true the node takes a ``handler:`` module path."""
+    setup_timeout: ClassVar[float] = 30.0
     close_timeout: ClassVar[float] = 5.0
 
     def __init__(self, config: NodeConfig):
@@ -64,11 +65,6 @@ class Node:
         self.params: Any = config.params
         self.in_ports = config.inputs
         self.out_ports = config.outputs
-
-    @property
-    def handle_is_async(self) -> bool:
-        """Whether ``handle`` returns an awaitable; the engine awaits only then."""
-        return inspect.iscoroutinefunction(self.handle)
 
     async def setup(self, ctx: SetupContext) -> None:
         """Run once when the app starts, before any trigger listens."""

@@ -50,7 +50,13 @@ class Runtime:
                 raise StartupError(str(exc)) from exc
         for node in self.flow.nodes.values():
             try:
-                await node.setup(SetupContext(self.engine, node))
+                await asyncio.wait_for(
+                    node.setup(SetupContext(self.engine, node)), node.setup_timeout
+                )
+            except TimeoutError as exc:
+                raise StartupError(
+                    f"node {node.id!r}: setup did not finish within {node.setup_timeout:g}s"
+                ) from exc
             except Exception as exc:
                 raise StartupError(
                     f"node {node.id!r}: setup failed: {type(exc).__name__}: {exc}"

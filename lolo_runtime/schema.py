@@ -9,6 +9,7 @@ from lolo_runtime.flowfile import FlowSpec
 from lolo_runtime.registry import Registry
 
 SCHEMA_ID = "https://lolo-runtime.dev/schema/flow.json"
+ENV_REFERENCE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}
 
 
 def flow_json_schema(registry: Registry | None = None) -> dict[str, Any]:
@@ -29,6 +30,10 @@ def flow_json_schema(registry: Registry | None = None) -> dict[str, Any]:
         params = node_class.Params.model_json_schema(ref_template="#/$defs/{model}")
         defs = params.pop("$defs", {})
         schema["$defs"].update(defs)
+        for name_, prop in list(params.get("properties", {}).items()):
+            # Any param may be written as ${VAR} and only typed after substitution.
+            shown = {k: prop[k] for k in ("title", "description", "default") if k in prop}
+            params["properties"][name_] = {**shown, "anyOf": [prop, ENV_REFERENCE]}
         then: dict[str, Any] = {"properties": {"params": params}}
         if not node_class.ports_configurable:
             then["not"] = {"anyOf": [{"required": ["inputs"]}, {"required": ["outputs"]}]}

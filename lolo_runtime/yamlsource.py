@@ -49,16 +49,23 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
     """Parse one YAML document held in ``text``; errors name ``path``."""
     if len(text) > MAX_FLOW_BYTES:
         raise FlowError(f"flow file is over the limit of {MAX_FLOW_BYTES} bytes", path, 1)
-    loader = yaml.SafeLoader(text)
+    try:
+        # The constructor already scans for characters YAML forbids.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from None
     try:
         root = loader.get_single_node()
         if root is None:
             raise FlowError("flow file is empty", path, 1)
-        return _Builder(loader, path).build(root)
+        return _Builder(loader, path, text).build(root)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "invalid YAML"
+        line = line_of(text, mark.index) if mark is not None else 1
+        parts = [part for part in (exc.context, exc.problem) if part]
+        problem = ", but ".join(parts) if len(parts) == 2 else (parts or ["invalid YAML"])[0]
         raise FlowError(f"YAML syntax error: {problem}", path, line) from None
     except yaml.YAMLError as exc:
         raise FlowError(f"YAML error: {exc}", path, 1) from None
@@ -68,20 +75,42 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
         loader.dispose()
 
 
+def line_of(text: str, index: int) -> int:
+    """1-based line of ``text[index]``, counting only ``\n`` as a line break.
+
+    PyYAML (YAML 1.1) also breaks lines at U+0085, U+2028 and U+2029; editors do not, so
+    its own line numbers can point past the line a reader sees.
+    """
+    last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
+    return max(1, min(text.count("\n", 0, index) + 1, last_line))
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, path: Path) -> FlowError:
+    character = exc.character
+    shown = repr(character) if isinstance(character, str) else f"byte {character!r}"
+    return FlowError(
+        f"character {shown} is not allowed in YAML", path, line_of(text, exc.position)
+    )
+
+
 class _Builder:
     """Turns a composed YAML node tree into plain Python values, recording lines."""
 
-    def __init__(self, loader: yaml.SafeLoader, path: Path):
+    def __init__(self, loader: yaml.SafeLoader, path: Path, text: str):
         self.loader = loader
         self.path = path
+        self.text = text
         self.lines: LineMap = {}
         self.values = 0
 
     def build(self, root: Node) -> tuple[Any, LineMap]:
         return self._value(root, (), 0), self.lines
 
+    def _line(self, node: Node) -> int:
+        return line_of(self.text, node.start_mark.index)
+
     def _error(self, node: Node, message: str) -> FlowError:
-        return FlowError(message, self.path, node.start_mark.line + 1)
+        return FlowError(message, self.path, self._line(node))
 
     def _value(self, node: Node, loc: LocPath, depth: int) -> Any:
         self.values += 1
@@ -91,7 +120,7 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise self._error(node, f"document is nested deeper than {MAX_DEPTH} levels")
-        self.lines.setdefault(loc, node.start_mark.line + 1)
+        self.lines.setdefault(loc, self._line(node))
         if isinstance(node, ScalarNode):
             return self._scalar(node)
         if isinstance(node, SequenceNode):
@@ -121,14 +150,15 @@ class _Builder:
                 raise self._error(
                     key_node, f"duplicate key {key!r} (first given on line {seen[key]})"
                 )
-            seen[key] = key_node.start_mark.line + 1
+            seen[key] = self._line(key_node)
         # Resolves ``<<: *anchor`` merge keys in place; explicit keys then win over merged ones.
         self.loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = self._key(key_node)
-            # A value's line is its key's line: that is where a reader looks.
-            self.lines.setdefault((*loc, key), key_node.start_mark.line + 1)
+            # A value's line is its key's line: that is where a reader looks. Merged pairs
+            # come first, so an explicit key that overrides one also takes its line.
+            self.lines[(*loc, key)] = self._line(key_node)
             result[key] = self._value(value_node, (*loc, key), depth + 1)
         return result
 

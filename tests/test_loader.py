@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import contextlib
 import re
 import shutil
@@ -157,8 +158,8 @@ def test_module_state_lives_with_the_module() -> None:
 
 def test_async_and_plain_handlers_are_told_apart() -> None:
     nodes = full().nodes
-    assert nodes["router"].handle_is_async
-    assert not nodes["left"].handle_is_async
+    assert inspect.iscoroutinefunction(nodes["router"].handle)
+    assert not inspect.iscoroutinefunction(nodes["left"].handle)
 
 
 def test_setup_is_found_and_run_by_node_setup() -> None:

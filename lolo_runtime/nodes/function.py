@@ -54,12 +54,21 @@ class FunctionNode(Node):
         self._setup = getattr(self.module, "setup", None)
         if self._setup is not None:
             _check_signature(self._setup, config.handler, "setup", 1)
+        self._close = getattr(self.module, "close", None)
+        if self._close is not None:
+            _check_signature(self._close, config.handler, "close", 0)
         # The engine calls ``handle`` directly: the user's function is the node's behaviour.
         self.handle = handler  # type: ignore[method-assign]
 
     async def setup(self, ctx: SetupContext) -> None:
         if self._setup is not None:
             result = self._setup(ctx)
+            if inspect.isawaitable(result):
+                await result
+
+    async def close(self) -> None:
+        if self._close is not None:
+            result = self._close()
             if inspect.isawaitable(result):
                 await result
 
@@ -119,7 +128,7 @@ def _check_signature(func: Any, shown: str, name: str, arity: int) -> None:
     try:
         inspect.signature(func).bind(*range(arity))
     except TypeError:
-        args = "ev, ctx" if arity == 2 else "ctx"
+        args = {2: "ev, ctx", 1: "ctx", 0: ""}[arity]
         raise NodeConfigError(
             f"{shown}: '{name}' must accept ({args})", "handler"
         ) from None
