@@ -1,0 +1,147 @@
+"""Item 5: at most ``max_connections`` clients per trigger (the next handshake gets HTTP 503),
+and at most ``max_messages_per_second`` per client after a ``burst`` (more closes with 1008).
+
+flows/limits.yaml allows 3 connections, 10 messages a second and a burst of 5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.hardening.wire import (
+    FLOWS,
+    Chatter,
+    RawClient,
+    alive,
+    assert_clean_log,
+    chatter,
+    close_codes,
+    figure,
+    still_chatting,
+    wait_until,
+)
+from tests.support import LoloProcess
+
+MAX_CONNECTIONS = 3
+RATE = 10
+BURST = 5
+
+
+@pytest.fixture
+def server() -> Iterator[LoloProcess]:
+    with LoloProcess(FLOWS / "limits.yaml") as process:
+        yield process
+
+
+def refused_status(server: LoloProcess) -> tuple[int, bytes]:
+    with RawClient(server.port) as raw:
+        response = raw.handshake()
+    return response.status, response.body
+
+
+def test_the_connection_past_the_limit_gets_503_and_a_freed_slot_is_reused(
+    server: LoloProcess,
+) -> None:
+    async def scenario() -> None:
+        async with chatter(server) as a, chatter(server) as b:
+            async with chatter(server):
+                for _ in range(10):  # refused handshakes must not use up slots
+                    status, body = await asyncio.to_thread(refused_status, server)
+                    assert (status, body) == (503, b"Too many connections.\n")
+                await still_chatting(a, b)
+            # The third client left: once its close chain ran, its slot is free again.
+            await wait_until(lambda: len(close_codes(server)) == 1, "the third client's close")
+            async with chatter(server) as c:
+                await still_chatting(a, c)
+                status, _ = await asyncio.to_thread(refused_status, server)
+                assert status == 503
+
+    asyncio.run(scenario())
+    assert_clean_log(server)
+
+
+async def read_until(client: Chatter, last: str) -> list[str | bytes]:
+    """Messages ``client`` receives up to and including ``last``."""
+    got: list[str | bytes] = []
+    while not got or got[-1] != last:
+        got.append(await client.recv())
+    return got
+
+
+def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
+    server: LoloProcess,
+) -> None:
+    """50 messages at once: the flooder gets close code 1008 after about ``burst`` of them,
+    the other clients get what was let through, in order, and chat on.
+
+    The closing handshake must then complete: the flooder answers the server's close frame
+    at once, so the server's ``close`` chain should run promptly and report 1008. (A close
+    chain reporting 1006 means the server never read the client's answer and dropped the
+    connection when its close timeout ran out.)"""
+
+    async def scenario() -> tuple[int | None, list[str | bytes], list[str | bytes], str, float]:
+        async with chatter(server) as a, chatter(server) as b:
+            async with chatter(server) as flooder:
+                for i in range(50):
+                    try:
+                        await flooder.send(f"flood {i}")
+                    except ConnectionClosed:
+                        break
+                start = time.monotonic()
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(flooder.ws.recv(), 30)
+                received = flooder.ws.protocol.close_rcvd
+                flooder_id = flooder.session_id
+            await wait_until(lambda: flooder_id in close_codes(server),
+                             "the flooder's close chain", 30)
+            closing = time.monotonic() - start
+            # A and B got the flood up to the cut, then each other's next message.
+            await a.send("after the flood")
+            got_b = await read_until(b, f"{a.session_id} says: after the flood")
+            await b.send("seen")
+            got_a = await read_until(a, f"{b.session_id} says: seen")
+            await still_chatting(a, b)
+            return (received.code if received else None), got_a, got_b, flooder_id, closing
+
+    code, got_a, got_b, flooder_id, closing = asyncio.run(scenario())
+    figure("limits.flood_close_handshake_s", f"{closing:.2f}")
+    assert code == 1008
+    flood = got_b[:-1]
+    figure("limits.flood_messages_let_through", f"{len(flood)} of 50 (burst {BURST})")
+    assert BURST <= len(flood) < 50
+    assert flood == [f"{flooder_id} says: flood {i}" for i in range(len(flood))]
+    assert got_a[:-1] == flood
+    assert f"session {flooder_id}: over {RATE} messages/s; closing" in server.stderr()
+    assert alive(server)
+    assert_clean_log(server)
+    assert close_codes(server)[flooder_id] == 1008, (
+        f"the flooder's close chain ran {closing:.1f} s after its close frame, with code "
+        f"{close_codes(server)[flooder_id]}: the server stopped reading the flooder's socket "
+        "(its incoming queue was full of unread flood messages), so it never saw the "
+        "client's answer to its close frame and waited out its close timeout"
+    )
+
+
+def test_a_burst_and_a_steady_pace_under_the_rate_are_allowed(server: LoloProcess) -> None:
+    async def scenario() -> list[str | bytes]:
+        async with chatter(server) as a, chatter(server) as b:
+            for i in range(BURST):  # all at once
+                await a.send(f"burst {i}")
+            await asyncio.sleep(BURST / RATE)  # the bucket refills
+            for i in range(15):  # 9 a second, under the rate of 10
+                await a.send(f"steady {i}")
+                await asyncio.sleep(1 / (RATE - 1))
+            got = [await b.recv() for _ in range(BURST + 15)]
+            await still_chatting(a, b)
+            assert close_codes(server) == {}  # nobody was closed
+            return got
+
+    got = asyncio.run(scenario())
+    assert len(got) == BURST + 15
+    assert_clean_log(server)
