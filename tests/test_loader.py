@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import contextlib
+import inspect
 import re
 import shutil
 import sys

@@ -255,7 +255,8 @@ def test_a_plugin_params_model_is_enforced_at_load(example_site: Path, tmp_path:
     assert errors[0] == f"{flow}:6: node 'upper': unknown param 'feild'"
     assert errors[1].startswith(f"{flow}:10: node 'tap': params.level: Input should be 'debug',")
     assert errors[2] == (
-        f"{flow}:13: node 'fixed': type 'example/uppercase' has fixed in-ports (in); remove 'inputs:'"
+        f"{flow}:13: node 'fixed': type 'example/uppercase' "
+        "has fixed in-ports (in); remove 'inputs:'"
     )
     assert len(errors) == 3
 
