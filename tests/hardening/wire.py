@@ -113,6 +113,17 @@ def assert_clean_log(server: LoloProcess) -> None:
 # --------------------------------------------------------------------------- chat clients
 
 
+def is_history(message: str | bytes) -> bool:
+    """Whether ``message`` is the chat's ``{"history": [...]}`` frame for newcomers."""
+    if not isinstance(message, str) or not message.startswith('{"history":'):
+        return False
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and list(value) == ["history"]
+
+
 @dataclass
 class Chatter:
     """A chat client: its connection and the session id its connect message gave it."""
@@ -125,9 +136,8 @@ class Chatter:
         """The next message, skipping the ``{"history": ...}`` frame a newcomer may get."""
         while True:
             message = await asyncio.wait_for(self.ws.recv(), timeout)
-            if isinstance(message, str) and message.startswith('{"history":'):
-                continue
-            return message
+            if not is_history(message):
+                return message
 
     async def send(self, message: str | bytes) -> None:
         await self.ws.send(message)
@@ -144,11 +154,16 @@ async def chatter(server: LoloProcess, path: str = "/socket", **options: object
         yield Chatter(ws, hello["yourConnectionId"])
 
 
-async def still_chatting(a: Chatter, b: Chatter, text: str = "still here?") -> None:
-    """A and B can talk both ways."""
+async def still_chatting(a: Chatter, b: Chatter, text: str = "still here?",
+                         echo: bool = False) -> None:
+    """A and B can talk both ways. ``echo``: the flow also sends each message back to its
+    sender (flows/hostile.yaml), and those echoes are checked too."""
     await a.send(text)
     assert await b.recv() == f"{a.session_id} says: {text}"
     await b.send(f"re: {text}")
+    if echo:
+        assert await b.recv() == f"re: {text}"
+        assert await a.recv() == text
     assert await a.recv() == f"{b.session_id} says: re: {text}"
 
 
