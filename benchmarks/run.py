@@ -5,7 +5,7 @@
     python benchmarks/run.py --only S1,S3 --repeats 3 --duration 3
     python benchmarks/run.py --quick --lolo-cmd "python benchmarks/bare_server.py"  # bare vs bare
 
-Both servers are started fresh for every repeat and interleaved (lolo, bare, lolo, bare, ...);
+Both servers are started fresh for every repeat and interleaved (lolo, bare, then bare, lolo, ...);
 the medians and the ratio lolo-run / bare are written as Markdown, JSON and a PNG chart to
 --out (default benchmarks/results/). See benchmarks/README.md for what each figure means.
 """
@@ -246,7 +246,15 @@ class Bench:
                     side,
                     "S4",
                     result,
-                    ("conn_per_s", "p99_handshake_ms", "p50_handshake_ms", "p99_hello_ms"),
+                    (
+                        "conn_per_s",
+                        "p99_handshake_ms",
+                        "p50_handshake_ms",
+                        "p99_hello_ms",
+                        "client_cpu_util",
+                        "server_cpu_util",
+                        "other_cpu_util",
+                    ),
                     pin,
                 ):
                     self.add(side, "S5.kib_per_conn", result["kib_per_conn"])
@@ -400,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for r in range(settings.repeats):
                 print(f"repeat {r + 1}/{settings.repeats} ...", file=sys.stderr, flush=True)
-                for side in (LOLO, BARE):
+                # A B, B A, A B, ...: interleaved, and neither always goes first.
+                for side in (LOLO, BARE) if r % 2 == 0 else (BARE, LOLO):
                     bench.side(side, commands[side], rate, pin)
         except ServerError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -448,7 +457,7 @@ def finish(
         "commands": commands,
         "server_env": args.server_env,
         "pinning": pinning,
-        "order": "lolo, bare per repeat",
+        "order": "lolo-run, bare; then bare, lolo-run; ...",
         "s2_rate_note": rate_note,
         "elapsed_s": round(elapsed, 1),
         "noisy_reruns": bench.reruns,

@@ -288,7 +288,8 @@ class LeanClient(asyncio.BufferedProtocol):
             return
         self._write(client_frame(b"\x03\xe8", OP_CLOSE))
         try:
-            await asyncio.wait_for(asyncio.shield(self.lost), timeout)
+            async with asyncio.timeout(timeout):
+                await self.lost
         except TimeoutError:
             self.transport.abort()
 
@@ -305,12 +306,17 @@ async def connect(
     """Open one connection and wait for the chat's hello frame (bounded by `timeout`)."""
     check_loopback(host)
     loop = asyncio.get_running_loop()
-    t0 = time.perf_counter()
     factory = functools.partial(LeanClient, host, port, path, tally, sample_every)
-    _, proto = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
-    proto.t_start = t0
-    left = max(0.1, timeout - (time.perf_counter() - t0))
-    await asyncio.wait_for(asyncio.shield(proto.ready), left)
+    t0 = time.perf_counter()
+    # asyncio.timeout, unlike wait_for, creates no extra task: cheaper in a connect storm.
+    async with asyncio.timeout(timeout):
+        transport, proto = await loop.create_connection(factory, host, port)
+        proto.t_start = t0
+        try:
+            await proto.ready
+        except BaseException:
+            transport.abort()
+            raise
     return proto
 
 
