@@ -100,9 +100,9 @@ class Client:
                 if seq == last + 1:
                     self.last[sender] = seq
                     self.count[sender] += 1
-                elif seq <= last:
+                elif seq <= last:  # seen already, or arriving after a later one
                     self.duplicated += 1
-                else:  # a gap: the messages between were lost (counted at the end)
+                else:  # a jump ahead: the ones skipped are lost or will come late
                     self.out_of_order += 1
                     self.last[sender] = seq
                     self.count[sender] += 1
@@ -215,9 +215,7 @@ async def soak(port: int, pid: int, args: argparse.Namespace) -> Result:
         result.rss_kib["end"] = rss_kib(pid)
     finally:
         sampler.cancel()
-        for c in clients:
-            c.closed_early = c.closed_early  # as seen before we close them ourselves
-        early = sum(c.closed_early for c in clients)
+        early = sum(c.closed_early for c in clients)  # before we close them ourselves
         for c in clients:
             await c.ws.close()
         for reader in readers:
