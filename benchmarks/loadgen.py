@@ -293,6 +293,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "p99_handshake_ms": percentile(handshake_ms, 99),
         "p99_hello_ms": percentile(hello_ms, 99),
         "client_cpu_util": procstat.utilisation(first.client, last.client),
+        "core_busy": procstat.core_utilisation(first.cores, last.cores),
         "bad_hellos": tally.bad_hellos,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,

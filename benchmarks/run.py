@@ -31,7 +31,7 @@ from typing import Any
 import procstat
 import report
 from report import BARE, LOLO
-from servers import REPO_ROOT, RunningServer, ServerError, ServerPool
+from servers import REPO_ROOT, RunningServer, ServerError, ServerPool, die_with_parent
 
 HERE = Path(__file__).resolve().parent
 ALL = ("S1", "S2", "S3", "S4", "S5", "S6")
@@ -117,7 +117,13 @@ class Bench:
         ]
         if self.client_cpu is not None:
             argv = ["taskset", "-c", str(self.client_cpu), *argv]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=budget + 15)
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=budget + 15,
+            preexec_fn=die_with_parent,  # the runner is single-threaded, so this is safe
+        )
         lines = proc.stdout.strip().splitlines()
         try:
             result: dict[str, Any] = json.loads(lines[-1])

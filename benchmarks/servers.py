@@ -61,7 +61,8 @@ def build_argv(command: str, port: int, state: str) -> list[str]:
     return out
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the runner dies, however it dies."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
@@ -168,7 +169,7 @@ class ServerPool:
             stderr=err,
             env=self.env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # the runner is single-threaded, so this is safe
+            preexec_fn=die_with_parent,  # the runner is single-threaded, so this is safe
         )
         server = RunningServer(name, argv, port, proc, workdir, _files=[out, err])
         self.running.append(server)
