@@ -225,7 +225,9 @@ class WebSocketTrigger(Trigger):
             self.engine.spawn(self._fire_close(session))
 
     async def on_open(self, conn: ServerConnection) -> None:
-        session = self._opening.pop(conn)
+        session = self._opening.pop(conn, None)
+        if session is None:
+            return  # the client vanished between the handshake and now; close has fired
         session.phase = _Phase.OPEN
         self._open_count += 1
         for payload in session.pending:
