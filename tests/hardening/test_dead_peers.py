@@ -114,24 +114,25 @@ def test_a_frozen_client_is_closed_within_ping_interval_plus_timeout(
             client_process.proc.send_signal(signal.SIGSTOP)
             start = time.monotonic()
             await wait_until(lambda: tcp_state(server.port, frozen_port) != "ESTABLISHED",
-                             "the server to give up on the frozen client")
+                             "the server to give up on the frozen client", 5 * BOUND)
             gave_up = time.monotonic() - start
             await still_chatting(a, b)
-            # Allow far more than needed, to record the figure even when it is too slow.
-            await wait_until(lambda: frozen_id in close_codes(server),
-                             "the close chain of the frozen client", 30)
+            try:
+                await wait_until(lambda: frozen_id in close_codes(server),
+                                 "the close chain of the frozen client", 5 * BOUND - gave_up)
+            except AssertionError:
+                pytest.fail(
+                    f"the server gave up on the frozen peer {gave_up:.1f} s after SIGSTOP, but "
+                    f"its close chain had not run {5 * BOUND:.0f} s after: the runtime waits "
+                    "for a dead peer to answer the closing handshake (the websockets "
+                    "library's close timeout, 10 s by default)"
+                )
             return gave_up, time.monotonic() - start
 
     gave_up, let_go = asyncio.run(scenario())
     figure("keepalive.frozen_client_given_up_after_s", f"{gave_up:.2f} (bound {BOUND:.1f})")
     figure("keepalive.frozen_client_close_chain_after_s", f"{let_go:.2f} (bound {BOUND:.1f})")
-    assert gave_up < 5 * BOUND
     assert f"session={frozen_id}] client has disconnected" in server.stderr()
-    assert let_go < 5 * BOUND, (
-        f"the server sent its close {gave_up:.1f} s after the peer froze, but the close "
-        f"chain ran only {let_go:.1f} s after: the runtime waits for the dead peer to "
-        "answer the closing handshake (the websockets library's 10 s close timeout)"
-    )
     assert alive(server)
     assert_clean_log(server)
 

@@ -79,38 +79,41 @@ def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
     """50 messages at once: the flooder gets close code 1008 after about ``burst`` of them,
     the other clients get what was let through, in order, and chat on.
 
-    The closing handshake must then complete: the flooder answers the server's close frame
-    at once, so the server's ``close`` chain should run promptly and report 1008. (A close
-    chain reporting 1006 means the server never read the client's answer and dropped the
-    connection when its close timeout ran out.)"""
+    The closing handshake must then complete: the flooder's library answers the server's
+    close frame at once, so the server's ``close`` chain should run within moments and
+    report 1008 (3 s are allowed)."""
 
-    async def scenario() -> tuple[int | None, list[str | bytes], list[str | bytes], str, float]:
+    async def scenario() -> tuple[int, list[str | bytes], list[str | bytes], str, float | None]:
         async with chatter(server) as a, chatter(server) as b:
-            async with chatter(server) as flooder:
+            # close_timeout: on the way out, wait at most 1 s for the server to hang up.
+            async with chatter(server, close_timeout=1) as flooder:
                 for i in range(50):
                     try:
                         await flooder.send(f"flood {i}")
                     except ConnectionClosed:
                         break
+                protocol = flooder.ws.protocol
+                await wait_until(lambda: protocol.close_rcvd is not None,
+                                 "the server's close frame")
+                assert protocol.close_rcvd is not None
+                code = protocol.close_rcvd.code
                 start = time.monotonic()
-                with pytest.raises(ConnectionClosed):
-                    while True:
-                        await asyncio.wait_for(flooder.ws.recv(), 30)
-                received = flooder.ws.protocol.close_rcvd
                 flooder_id = flooder.session_id
-            await wait_until(lambda: flooder_id in close_codes(server),
-                             "the flooder's close chain", 30)
-            closing = time.monotonic() - start
+                try:  # the flooder's answer is on its way: the server should now let go
+                    await wait_until(lambda: flooder_id in close_codes(server),
+                                     "the flooder's close chain", 3)
+                    closing: float | None = time.monotonic() - start
+                except AssertionError:
+                    closing = None
             # A and B got the flood up to the cut, then each other's next message.
             await a.send("after the flood")
             got_b = await read_until(b, f"{a.session_id} says: after the flood")
             await b.send("seen")
             got_a = await read_until(a, f"{b.session_id} says: seen")
             await still_chatting(a, b)
-            return (received.code if received else None), got_a, got_b, flooder_id, closing
+            return code, got_a, got_b, flooder_id, closing
 
     code, got_a, got_b, flooder_id, closing = asyncio.run(scenario())
-    figure("limits.flood_close_handshake_s", f"{closing:.2f}")
     assert code == 1008
     flood = got_b[:-1]
     figure("limits.flood_messages_let_through", f"{len(flood)} of 50 (burst {BURST})")
@@ -120,12 +123,15 @@ def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
     assert f"session {flooder_id}: over {RATE} messages/s; closing" in server.stderr()
     assert alive(server)
     assert_clean_log(server)
-    assert close_codes(server)[flooder_id] == 1008, (
-        f"the flooder's close chain ran {closing:.1f} s after its close frame, with code "
-        f"{close_codes(server)[flooder_id]}: the server stopped reading the flooder's socket "
-        "(its incoming queue was full of unread flood messages), so it never saw the "
-        "client's answer to its close frame and waited out its close timeout"
+    figure("limits.flood_close_chain_after_s",
+           "not within 3 s" if closing is None else f"{closing:.2f}")
+    assert closing is not None, (
+        "the server sent 1008 and the flooder answered, but the server's close chain had not "
+        "run 3 s later: the trigger stopped reading the flooder's messages (its incoming "
+        "queue is full of unread flood messages, so the library stops reading the socket) "
+        "and so never sees the answer to its close frame"
     )
+    assert close_codes(server)[flooder_id] == 1008
 
 
 def test_a_burst_and_a_steady_pace_under_the_rate_are_allowed(server: LoloProcess) -> None:

@@ -131,7 +131,7 @@ def test_a_client_that_never_reads_again_is_disconnected(server: LoloProcess) ->
     must not only *decide* to close it (1013) but actually let it go: its close chain runs,
     its buffer is freed and its connection slot returns. A client that does not read cannot
     answer a close frame either, so the server has to give up on the closing handshake
-    after a while: 15 s are allowed (the websockets library's close timeout is 10 s).
+    after a while: 12 s are allowed (the websockets library's close timeout is 10 s).
 
     Keepalive is off in flows/slow.yaml, so nothing but the cap can let the client go.
     """
@@ -153,11 +153,11 @@ def test_a_client_that_never_reads_again_is_disconnected(server: LoloProcess) ->
                 await wait_until(lambda: slow_warning(server, raw_id), "the 1013 decision")
                 try:
                     await wait_until(lambda: raw_id in close_codes(server),
-                                     "the server to drop the non-reading client", 15)
+                                     "the server to drop the non-reading client", 12)
                 except AssertionError:
                     pytest.fail(
                         "the server decided to close a client that does not read (1013) "
-                        "but still holds its connection 15 s later: the close handshake "
+                        "but still holds its connection 12 s later: the close handshake "
                         "waits for the client to drain its buffer, which it never will"
                     )
                 finally:
