@@ -268,14 +268,18 @@ def write_chart(out_dir: Path, stamp: str, rows: list[dict[str, Any]]) -> Path |
     except ImportError:
         return "chart skipped: matplotlib is not installed (pip install matplotlib)"
     s1 = [r for r in rows if r["key"].endswith(".deliveries_per_s") and r["scenario"] == "S1"]
+    cpu = [r for r in rows if r["key"].endswith(".cpu_s_per_100k") and r["scenario"] == "S1"]
     s2 = [r for r in rows if r["scenario"] == "S2"]
     if not s1 and not s2:
         return "chart skipped: neither S1 nor S2 was run"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, group, title, unit in (
-        (axes[0], s1, "S1 fan-out burst", "deliveries / s"),
-        (axes[1], s2, "S2 latency at fixed rate", "ms"),
-    ):
+    panels = [
+        (s1, "S1 fan-out burst: throughput", "deliveries / s"),
+        (cpu, "S1: server CPU per 100k deliveries", "CPU seconds"),
+        (s2, "S2 latency at a fixed rate", "ms"),
+    ]
+    panels = [p for p in panels if p[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (group, title, unit) in zip(axes[0], panels, strict=True):
         labels = [r["label"].split(":")[0] for r in group]
         xs = range(len(group))
         ax.bar([x - 0.2 for x in xs], [r["lolo"] for r in group], 0.4, label=LOLO)
@@ -285,11 +289,13 @@ def write_chart(out_dir: Path, stamp: str, rows: list[dict[str, Any]]) -> Path |
                 top = max(v for v in (r["lolo"], r["bare"]) if not math.isnan(v))
                 ax.annotate(f"x{r['ratio']:.2f}", (x, top), ha="center", va="bottom")
         ax.set_xticks(list(xs), labels)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
-        ax.legend()
+        ax.margins(y=0.15)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2)
     fig.suptitle("lolo-run vs bare websockets (medians; xR = lolo/bare)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = out_dir / f"{stamp}.png"
     fig.savefig(path, dpi=110)
     fig.savefig(out_dir / "latest.png", dpi=110)
