@@ -63,28 +63,30 @@ def sparse(path: Path, size: int) -> Path:
     return path
 
 
-CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
-    # name: (make the file in a directory, part of the expected message)
-    "alias-bomb-committed": (lambda d: BROKEN / "alias_bomb.yaml", "alias bomb"),
-    "alias-bomb-10^30": (lambda d: write(d / "f.yaml", alias_bomb(30)), "alias bomb"),
-    "alias-bomb-2^60": (lambda d: write(d / "f.yaml", alias_bomb(60, width=2)), "alias bomb"),
-    "mapping-bomb-10^30": (lambda d: write(d / "f.yaml", mapping_bomb(30)), "alias bomb"),
+LIMIT = ("limit", str(MAX_FLOW_BYTES))
+
+CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    # name: (make the file in a directory, parts of the expected message)
+    "alias-bomb-committed": (lambda d: BROKEN / "alias_bomb.yaml", ("alias bomb",)),
+    "alias-bomb-10^30": (lambda d: write(d / "f.yaml", alias_bomb(30)), ("alias bomb",)),
+    "alias-bomb-2^60": (lambda d: write(d / "f.yaml", alias_bomb(60, width=2)), ("alias bomb",)),
+    "mapping-bomb-10^30": (lambda d: write(d / "f.yaml", mapping_bomb(30)), ("alias bomb",)),
     "nesting-500k-deep": (
-        lambda d: write(d / "f.yaml", "[" * 500_000 + "]" * 500_000), "nested"),
+        lambda d: write(d / "f.yaml", "[" * 500_000 + "]" * 500_000), ("nested",)),
     "nesting-just-past-cap": (
-        lambda d: write(d / "f.yaml", "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)), "nested"),
+        lambda d: write(d / "f.yaml", "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)), ("nested",)),
     "values-just-past-cap": (
         lambda d: write(d / "f.yaml", "".join(f"- {i}\n" for i in range(MAX_VALUES + 1))),
-        f"more than {MAX_VALUES} values"),
+        (f"more than {MAX_VALUES} values",)),
     "size-limit-plus-1": (
-        lambda d: write(d / "f.yaml", padded_flow(MAX_FLOW_BYTES + 1)), "the limit is"),
-    "sparse-100MiB": (lambda d: sparse(d / "f.yaml", 100 * 1024 * 1024), "the limit is"),
+        lambda d: write(d / "f.yaml", padded_flow(MAX_FLOW_BYTES + 1)), LIMIT),
+    "sparse-100MiB": (lambda d: sparse(d / "f.yaml", 100 * 1024 * 1024), LIMIT),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_flow_file_is_refused_with_a_located_error(tmp_path: Path, case: str) -> None:
-    make, message = CASES[case]
+    make, parts = CASES[case]
     path = make(tmp_path)
     start = time.perf_counter()
     with pytest.raises(FlowError) as raised:
@@ -92,7 +94,7 @@ def test_hostile_flow_file_is_refused_with_a_located_error(tmp_path: Path, case:
     took = time.perf_counter() - start
     figure(f"flow_file.{case}.refused_in_ms", f"{took * 1000:.1f}")
     error = raised.value
-    assert message in error.message
+    assert all(part in error.message for part in parts), error.message
     assert error.path == path
     assert error.line is not None and error.line >= 1
     assert str(error).startswith(f"{path}:{error.line}: ")
