@@ -81,18 +81,17 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
         async with chatter(server) as sender, chatter(server) as f1, \
                 chatter(server) as f2, chatter(server) as f3, \
                 chatter(server, ping_interval=None) as paused:
-            # ``paused`` never calls recv() during the flood: the client library stops
-            # reading its socket once a few messages are queued, as a stalled app would.
+            # ``paused`` stops calling recv(): the client library then stops reading its
+            # socket once a few messages are queued, as a stalled app would.
             fast = [f1, f2, f3]
             rss_before = status_kib(pid, "VmRSS")
             readers = [asyncio.create_task(read_all(c, COUNT)) for c in fast]
             started = time.monotonic()
-            await flood(sender, fast)
-            await asyncio.wait_for(asyncio.gather(*readers), 60)
-            flood_seconds = time.monotonic() - started
-            assert slow_warning(server, paused.session_id), server.stderr()
-            rss_after_flood = status_kib(pid, "VmRSS")
-            # Now the paused client reads again: what was queued before the cut, then 1013.
+            flooding = asyncio.create_task(flood(sender, fast))
+            await wait_until(lambda: slow_warning(server, paused.session_id),
+                             "the server to cut the paused reader off", 60)
+            # Cut off: it reads again at once, so that it is there to answer the close
+            # frame. It gets what was queued before the cut, then 1013.
             got = 0
             with pytest.raises(ConnectionClosed):
                 while True:
@@ -100,6 +99,10 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
                     got += 1
             assert paused.ws.protocol.close_rcvd is not None
             code = paused.ws.protocol.close_rcvd.code
+            await asyncio.wait_for(flooding, 60)
+            await asyncio.wait_for(asyncio.gather(*readers), 60)
+            flood_seconds = time.monotonic() - started
+            rss_after_flood = status_kib(pid, "VmRSS")
             await still_chatting(sender, f1)
             return {
                 "fast": [c.received for c in fast], "sender": sender.session_id,
