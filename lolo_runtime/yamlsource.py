@@ -30,18 +30,23 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
     """Read ``path`` and return its document plus a map from value path to line number."""
+    too_big = f"the limit is {MAX_FLOW_BYTES} bytes"
     try:
         size = path.stat().st_size
+        if size > MAX_FLOW_BYTES:
+            raise FlowError(f"flow file is {size} bytes; {too_big}", path, 1)
+        # Read one byte past the limit, never more: the "file" may be a pipe, or endless.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FLOW_BYTES + 1)
     except OSError as exc:
         raise FlowError(f"cannot read flow file: {exc.strerror}", path, 1) from None
-    if size > MAX_FLOW_BYTES:
-        raise FlowError(
-            f"flow file is {size} bytes; the limit is {MAX_FLOW_BYTES} bytes", path, 1
-        )
+    if len(data) > MAX_FLOW_BYTES:
+        raise FlowError(f"flow file is over {MAX_FLOW_BYTES} bytes; {too_big}", path, 1)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FlowError(f"cannot read flow file: {exc}", path, 1) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FlowError(f"cannot read flow file: {exc}", path, line) from None
     return parse_yaml(text, path)
 
 

@@ -70,6 +70,10 @@ class WebSocketParams(BaseModel):
     ping_timeout: float | None = Field(
         20, gt=0, description="Seconds to wait for a pong before closing with 1011."
     )
+    close_timeout: float = Field(
+        2, gt=0, description="Seconds a client has to answer our close frame before the "
+        "connection is dropped and its close chain runs (a frozen peer waits this long).",
+    )
     open_timeout: float = Field(
         10, gt=0, description="Seconds a client has to finish the handshake (the req chain "
         "included). The port is shared, so the largest value among triggers applies.",
@@ -185,6 +189,7 @@ class WebSocketTrigger(Trigger):
             protocol.available_extensions = None
         conn.ping_interval = params.ping_interval
         conn.ping_timeout = params.ping_timeout
+        conn.close_timeout = params.close_timeout
         session_id = str(uuid.uuid4())
         base = self._base_event(conn, request, query)
         base["sessionId"] = session_id
@@ -244,10 +249,14 @@ class WebSocketTrigger(Trigger):
                     allowance = min(burst, allowance + (now - last) * rate)
                     last = now
                     if allowance < 1:
-                        log.warning("session %s: over %g messages/s; closing",
-                                    session.session_id, rate)
-                        await conn.close(CLOSE_TOO_FAST, "too many messages")
-                        break
+                        if not session.closing:
+                            session.closing = True
+                            log.warning("session %s: over %g messages/s; closing",
+                                        session.session_id, rate)
+                            engine.spawn(conn.close(CLOSE_TOO_FAST, "too many messages"))
+                        # Keep reading (and dropping): the client's answer to the close
+                        # frame is queued behind its flood.
+                        continue
                     allowance -= 1
                 ev = base.copy()
                 ev["message"] = message
