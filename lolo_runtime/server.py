@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Protocol
 
@@ -30,6 +31,22 @@ class Route(Protocol):
     ) -> Response | None: ...
 
     async def on_open(self, conn: ServerConnection) -> None: ...
+
+
+class LoloConnection(ServerConnection):
+    """A connection that says when its unsent bytes pass the transport's high-water mark.
+
+    Triggers set that mark (``transport.set_write_buffer_limits``) to their cap on unsent
+    bytes and ``on_buffer_full`` to what to do then. Every write counts: our frames, and
+    the pongs and close frames the websockets library writes on its own.
+    """
+
+    on_buffer_full: Callable[[], None] | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.on_buffer_full is not None:
+            self.on_buffer_full()
 
 
 class ListenError(Exception):
@@ -74,6 +91,7 @@ class HttpServer:
                 compression=None,
                 extensions=extensions,
                 server_header="lolo-runtime",
+                create_connection=LoloConnection,
                 open_timeout=open_timeout,
                 # Triggers set their own per-connection limits in on_request.
                 max_size=None,

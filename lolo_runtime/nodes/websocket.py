@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Origin
 
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import NodeConfig, Trigger
 from lolo_runtime.nodes.wsoutbox import Outbox
+from lolo_runtime.server import LoloConnection
 from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
@@ -94,8 +96,8 @@ class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
     __slots__ = (
-        "base", "closing", "conn", "outgoing", "pending", "phase", "refusal", "session_id",
-        "trigger",
+        "base", "close_code", "closing", "conn", "outgoing", "pending", "phase", "refusal",
+        "session_id", "trigger",
     )
 
     def __init__(self, trigger: WebSocketTrigger, conn: ServerConnection, session_id: str,
@@ -108,6 +110,7 @@ class WebSocketSession:
         self.pending: list[dict[str, Any]] = []
         self.refusal: tuple[int, str] | None = None
         self.closing = False
+        self.close_code: int | None = None  # set when we cut the connection ourselves
         self.outgoing: list[bytes] | None = None
 
     def emit(self, name: str, payload: Any = None) -> None:
@@ -158,7 +161,7 @@ class WebSocketTrigger(Trigger):
         self._engine: Engine | None = None
         self._opening: dict[ServerConnection, WebSocketSession] = {}
         self._open_count = 0
-        self._outbox = Outbox(self.params.max_send_buffer_bytes, self._close_slow_reader)
+        self._outbox = Outbox()
 
     @property
     def http_path(self) -> str:
@@ -190,10 +193,13 @@ class WebSocketTrigger(Trigger):
         conn.ping_interval = params.ping_interval
         conn.ping_timeout = params.ping_timeout
         conn.close_timeout = params.close_timeout
+        conn.transport.set_write_buffer_limits(high=params.max_send_buffer_bytes)
         session_id = str(uuid.uuid4())
         base = self._base_event(conn, request, query)
         base["sessionId"] = session_id
         session = WebSocketSession(self, conn, session_id, base)
+        if isinstance(conn, LoloConnection):
+            conn.on_buffer_full = lambda: self._close_slow_reader(session)
         await self.engine.fire(self, "req", dict(session.base), session)
         if session.refusal is not None:
             status, reason = session.refusal
@@ -270,7 +276,7 @@ class WebSocketTrigger(Trigger):
 
     async def _fire_close(self, session: WebSocketSession) -> None:
         ev = session.base.copy()
-        ev["code"] = session.conn.close_code
+        ev["code"] = session.close_code or session.conn.close_code
         ev["reason"] = session.conn.close_reason
         await self.engine.fire(self, "close", ev, session)
 
@@ -283,5 +289,15 @@ class WebSocketTrigger(Trigger):
             self.engine.spawn(session.conn.close())
 
     def _close_slow_reader(self, session: WebSocketSession) -> None:
+        conn = session.conn
+        if session.closing or conn.protocol.state is not State.OPEN:
+            return
+        session.closing = True
+        session.close_code = CLOSE_SLOW_READER
         log.warning("session %s: client is not reading; closing", session.session_id)
-        self.engine.spawn(session.conn.close(CLOSE_SLOW_READER, "not reading fast enough"))
+        # The close frame waits behind everything unread, so a client that never reads
+        # never answers it: give it close_timeout to, then drop the TCP connection.
+        conn.protocol.fail(CLOSE_SLOW_READER, "not reading fast enough")
+        conn.send_data()
+        timeout = self.params.close_timeout
+        conn.loop.call_later(timeout, conn.transport.abort)

@@ -11,8 +11,6 @@ closing handshake.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -20,24 +18,22 @@ from websockets.protocol import State
 
 from lolo_runtime.nodes.wsframes import OP_TEXT, FrameCache, payload_of
 
-log = logging.getLogger("lolo.websocket")
-
 
 class Addressee(Protocol):
     """What the outbox needs of a session."""
 
     conn: ServerConnection
-    session_id: str
     outgoing: list[bytes] | None
-    closing: bool
 
 
 class Outbox:
-    """One per trigger: buffers frames per session until the loop turns."""
+    """One per trigger: buffers frames per session until the loop turns.
 
-    def __init__(self, max_buffer_bytes: int, on_slow_reader: Callable[[Any], None]):
-        self.max_buffer_bytes = max_buffer_bytes
-        self.on_slow_reader = on_slow_reader
+    It does not bound what a client leaves unread: the connection's transport does, see
+    :class:`lolo_runtime.server.LoloConnection`.
+    """
+
+    def __init__(self) -> None:
         self._frames = FrameCache()
         self._waiting: list[Addressee] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -55,7 +51,6 @@ class Outbox:
             else:
                 protocol.send_binary(payload)
             conn.send_data()
-            self._check_buffer(session)
             return
         frame = self._frames.frame(body)
         outgoing = session.outgoing
@@ -77,13 +72,3 @@ class Outbox:
             if not frames or conn.protocol.state is not State.OPEN:
                 continue  # closing: what was queued is dropped with the connection
             conn.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-            self._check_buffer(session)
-
-    def _check_buffer(self, session: Addressee) -> None:
-        # The transport buffers whatever the client does not read; bound it.
-        if (
-            session.conn.transport.get_write_buffer_size() > self.max_buffer_bytes
-            and not session.closing
-        ):
-            session.closing = True
-            self.on_slow_reader(session)
