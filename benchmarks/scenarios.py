@@ -271,7 +271,8 @@ class Bench:
             args += ["--rate", f"{rate:.3f}", "--warmup", str(s.warmup)]
             args += ["--duration", str(s.duration), "--drain-timeout", str(s.drain_timeout)]
             result = self.measure(server, args, f"{side} S2")
-            self.record(side, "S2", result, ("p50_ms", "p99_ms", *figures), pin)
+            keys = ("p50_ms", "p99_ms", "p99_sliced_ms", "p99_worst_slice_ms", *figures)
+            self.record(side, "S2", result, keys, pin)
         if "S3" in only:
             args = self.burst_args(s.s3_clients, s.s3_clients)
             self.record(side, "S3", self.measure(server, args, f"{side} S3"), figures, pin)

@@ -95,6 +95,7 @@ class Tally:
 
     received: int = 0
     latencies_ns: list[int] = field(default_factory=list)
+    latency_sent_ns: list[int] = field(default_factory=list)  # send stamp of each sample
     latency_from_ns: int = 0
     latency_to_ns: int = 1 << 62
     known_ids: set[bytes] = field(default_factory=set)
@@ -232,6 +233,7 @@ class LeanClient(asyncio.BufferedProtocol):
         sent = int(stamp)
         if tally.latency_from_ns <= sent < tally.latency_to_ns:
             tally.latencies_ns.append(now - sent)
+            tally.latency_sent_ns.append(sent)
 
     def _other_frame(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
