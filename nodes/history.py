@@ -11,6 +11,7 @@ while the history is empty).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -27,5 +28,6 @@ async def remember(ctx: Any, sender: str, message: Any) -> None:
 
 
 async def recall(ctx: Any) -> list[dict[str, Any]]:
-    entries = [await ctx.state.get(f"history:{slot}") for slot in range(size(ctx))]
+    # Asked all at once, the reads share one trip to the store's thread.
+    entries = await asyncio.gather(*(ctx.state.get(f"history:{i}") for i in range(size(ctx))))
     return sorted((e for e in entries if e is not None), key=lambda entry: entry["n"])
