@@ -8,6 +8,7 @@ bomb fails fast instead of eating memory.
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -50,13 +51,33 @@ def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
     return parse_yaml(text, path)
 
 
+class _TooManyNodes(Exception):
+    def __init__(self, index: int):
+        self.index = index
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """Stops composing once the document holds more nodes than any flow needs."""
+
+    composed = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self.composed += 1
+        if self.composed > MAX_VALUES:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _TooManyNodes(event.start_mark.index)
+        return super().compose_node(parent, index)
+
+
 def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
     """Parse one YAML document held in ``text``; errors name ``path``."""
     if len(text) > MAX_FLOW_BYTES:
         raise FlowError(f"flow file is over the limit of {MAX_FLOW_BYTES} bytes", path, 1)
     try:
         # The constructor already scans for characters YAML forbids.
-        loader = yaml.SafeLoader(text)
+        # The pure-Python parser on purpose: libyaml's is faster, but it crashes the
+        # process on deeply nested input, and a flow file may be hostile.
+        loader = _CountingLoader(text)
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, path) from None
     try:
@@ -66,6 +87,10 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
         return _Builder(loader, path, text).build(root)
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, path) from None
+    except _TooManyNodes as exc:
+        raise FlowError(
+            f"document has more than {MAX_VALUES} values", path, line_of(text, exc.index)
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = line_of(text, mark.index) if mark is not None else 1
@@ -80,14 +105,30 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, LineMap]:
         loader.dispose()
 
 
-def line_of(text: str, index: int) -> int:
-    """1-based line of ``text[index]``, counting only ``\n`` as a line break.
+class LineIndex:
+    """1-based line of a character offset, counting only ``\n`` as a line break.
 
     PyYAML (YAML 1.1) also breaks lines at U+0085, U+2028 and U+2029; editors do not, so
-    its own line numbers can point past the line a reader sees.
+    its own line numbers can point past the line a reader sees. Built once per document:
+    each lookup is a binary search, so a file of many small values loads in linear time.
     """
-    last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
-    return max(1, min(text.count("\n", 0, index) + 1, last_line))
+
+    def __init__(self, text: str):
+        self._starts = [0]
+        find, at = text.find, text.find("\n")
+        while at != -1:
+            self._starts.append(at + 1)
+            at = find("\n", at + 1)
+        if text.endswith("\n"):
+            self._starts.pop()  # no line begins after the final newline
+
+    def line(self, index: int) -> int:
+        return max(1, bisect.bisect_right(self._starts, index))
+
+
+def line_of(text: str, index: int) -> int:
+    """One-off :meth:`LineIndex.line`, for errors raised before a document is built."""
+    return LineIndex(text).line(index)
 
 
 def _reader_error(exc: yaml.reader.ReaderError, text: str, path: Path) -> FlowError:
@@ -104,7 +145,7 @@ class _Builder:
     def __init__(self, loader: yaml.SafeLoader, path: Path, text: str):
         self.loader = loader
         self.path = path
-        self.text = text
+        self.lines_of = LineIndex(text)
         self.lines: LineMap = {}
         self.values = 0
 
@@ -112,7 +153,7 @@ class _Builder:
         return self._value(root, (), 0), self.lines
 
     def _line(self, node: Node) -> int:
-        return line_of(self.text, node.start_mark.index)
+        return self.lines_of.line(node.start_mark.index)
 
     def _error(self, node: Node, message: str) -> FlowError:
         return FlowError(message, self.path, self._line(node))

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Origin
@@ -138,6 +139,16 @@ class WebSocketSession:
                 self.refusal = (error.status, error.reason)
             else:
                 self.refusal = (HTTPStatus.INTERNAL_SERVER_ERROR, "")
+
+
+def _close_code(conn: ServerConnection) -> int | None:
+    """The code the connection closed with; when the library failed it (1009, 1007, 1011
+    for a keepalive timeout...) and the client never answered, the code it sent."""
+    code = conn.close_code
+    sent = conn.protocol.close_sent
+    if code == CloseCode.ABNORMAL_CLOSURE and sent is not None:
+        return int(sent.code)
+    return code
 
 
 def _text(body: Any) -> str:
@@ -276,7 +287,7 @@ class WebSocketTrigger(Trigger):
 
     async def _fire_close(self, session: WebSocketSession) -> None:
         ev = session.base.copy()
-        ev["code"] = session.close_code or session.conn.close_code
+        ev["code"] = session.close_code or _close_code(session.conn)
         ev["reason"] = session.conn.close_reason
         await self.engine.fire(self, "close", ev, session)
 
