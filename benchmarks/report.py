@@ -195,8 +195,8 @@ def render_markdown(doc: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Commit: {doc.get('commit', '?')}. Took {doc.get('elapsed_s', 0):.0f} s; "
         f"{doc.get('noisy_reruns', 0)} figure(s) re-run because other processes disturbed them.",
         "",
-        f"- lolo-run: `{doc['commands'][LOLO]}`",
-        f"- bare: `{doc['commands'][BARE]}`",
+        f"- lolo-run: `{doc['launched'].get(LOLO, doc['commands'][LOLO])}`",
+        f"- bare: `{doc['launched'].get(BARE, doc['commands'][BARE])}`",
         f"- S2 rate: {doc['s2_rate_note']}",
         "",
     ]

@@ -196,6 +196,7 @@ def finish(
         "commit": git_commit(),
         "settings": asdict(settings),
         "commands": commands,
+        "launched": bench.launched,
         "server_env": args.server_env,
         "pinning": pinning,
         "order": "lolo-run, bare; then bare, lolo-run; ...",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ class Bench:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.reruns = 0
+        self.launched: dict[str, str] = {}  # side -> last command line actually executed
 
     def add(self, side: str, key: str, value: float | None) -> None:
         if value is not None:
@@ -209,6 +211,7 @@ class Bench:
             if server is not None:
                 self.pool.stop(server)
             server = self.pool.start(side, command)
+            self.launched[side] = shlex.join(server.argv)
             if "S6" in only:
                 self.add(side, "S6.startup_s", server.startup_s)
         assert server is not None

@@ -16,13 +16,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from wsclient import probe_handshake
+from handshake import probe_handshake
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,20 @@ def build_argv(command: str, port: int, state: str) -> list[str]:
             part = part.replace(key, value)
         out.append(part)
     return out
+
+
+def resolve_program(program: str) -> str:
+    """A bare name is looked up next to the running Python first, then on PATH.
+
+    That finds `python` or `lolo-run` in the interpreter's own bin/ directory rather than a
+    pyenv-style shim, which is a shell script that would add ~50 ms to every start (S6).
+    """
+    if os.sep in program:
+        return program
+    sibling = Path(sys.executable).parent / program
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    return shutil.which(program) or program
 
 
 def die_with_parent() -> None:
@@ -149,7 +164,8 @@ class ServerPool:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         port = free_port()
         argv = build_argv(command, port, str(workdir / "bench.sqlite3"))
-        if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        argv[0] = resolve_program(argv[0])
+        if shutil.which(argv[0]) is None:
             shutil.rmtree(workdir, ignore_errors=True)
             raise ServerError(
                 f"{name}: command {argv[0]!r} not found (install the project with "

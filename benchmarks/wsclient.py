@@ -9,68 +9,27 @@ It offers no extensions, so the server cannot turn compression on.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import hashlib
-import ipaddress
 import json
-import os
 import random
-import selectors
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from handshake import (
+    MAX_HANDSHAKE_BYTES,
+    check_loopback,
+    check_upgrade_response,
+    new_key,
+    upgrade_request,
+)
+
 SAYS = b" says: "
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-MAX_HANDSHAKE_BYTES = 16 * 1024
 # One receive buffer shared by every connection: each read is consumed synchronously in
 # buffer_updated() before the loop can read another socket, so sharing is safe. It spares the
 # per-read 256 KiB allocation that plain Protocol.data_received costs.
 _RECV_BUFFER = memoryview(bytearray(256 * 1024))
-
-
-def check_loopback(host: str) -> None:
-    """Refuse any target that is not on this machine: the harness only ever loads loopback."""
-    if not ipaddress.ip_address(host).is_loopback:
-        raise ValueError(f"refusing non-loopback target {host!r}")
-
-
-def new_key() -> bytes:
-    return base64.b64encode(os.urandom(16))
-
-
-def expected_accept(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + GUID).digest())
-
-
-def upgrade_request(host: str, port: int, path: str, key: bytes) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Key: {key.decode()}\r\n\r\n"
-    ).encode()
-
-
-def check_upgrade_response(head: bytes, key: bytes) -> str | None:
-    """Return None if `head` (status line + headers) accepts the upgrade, else the reason."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[1] != "101":
-        return f"status line {lines[0]!r}"
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("upgrade", "").lower() != "websocket":
-        return "missing Upgrade: websocket"
-    if headers.get("sec-websocket-accept", "").encode() != expected_accept(key):
-        return "bad Sec-WebSocket-Accept"
-    if "sec-websocket-extensions" in headers:
-        return "server negotiated an extension we did not offer"
-    return None
 
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
@@ -320,58 +279,3 @@ async def connect(
             transport.abort()
             raise
     return proto
-
-
-class PacedSelector(selectors.EpollSelector):
-    """An epoll selector that polls at most once per `interval` seconds while busy.
-
-    Between polls the server keeps writing, so each socket read then collects several frames
-    instead of one: the generator's per-delivery cost (one syscall and one callback per read)
-    falls well below the server's (one send per delivery). Use it for throughput runs only;
-    it adds up to `interval` of latency, so latency runs use a plain loop.
-    """
-
-    def __init__(self, interval: float) -> None:
-        super().__init__()
-        self.interval = interval
-        self.last_poll = 0.0
-        self.busy = False
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if self.busy and timeout != 0:
-            wait = self.last_poll + self.interval - time.perf_counter()
-            if wait > 0:
-                if timeout is not None:
-                    wait = min(wait, timeout)
-                    timeout -= wait
-                time.sleep(wait)
-        ready = super().select(timeout)
-        self.last_poll = time.perf_counter()
-        self.busy = bool(ready)
-        return ready
-
-
-def new_event_loop(poll_interval: float) -> asyncio.AbstractEventLoop:
-    """A selector loop, paced when `poll_interval` > 0 (see PacedSelector)."""
-    if poll_interval > 0:
-        return asyncio.SelectorEventLoop(PacedSelector(poll_interval))
-    return asyncio.SelectorEventLoop()
-
-
-def probe_handshake(port: int, host: str = "127.0.0.1", path: str = "/socket") -> bool:
-    """One blocking upgrade attempt; True on a valid 101 response. Used to time startup."""
-    check_loopback(host)
-    key = new_key()
-    try:
-        with socket.create_connection((host, port), timeout=2.0) as sock:
-            sock.sendall(upgrade_request(host, port, path, key))
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < MAX_HANDSHAKE_BYTES:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    return False
-                data += chunk
-            head = data.split(b"\r\n\r\n", 1)[0]
-            return check_upgrade_response(head, key) is None
-    except OSError:
-        return False
