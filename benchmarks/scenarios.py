@@ -104,13 +104,17 @@ class Bench:
         ]
         if self.client_cpu is not None:
             argv = ["taskset", "-c", str(self.client_cpu), *argv]
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=budget + 15,
-            preexec_fn=die_with_parent,  # the runner is single-threaded, so this is safe
-        )
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=budget + 15,
+                preexec_fn=die_with_parent,  # the runner is single-threaded, so this is safe
+            )
+        except subprocess.TimeoutExpired:
+            server.check_alive()
+            return {"error": f"loadgen still running after {budget + 15:.0f} s; killed"}
         lines = proc.stdout.strip().splitlines()
         try:
             result: dict[str, Any] = json.loads(lines[-1])
