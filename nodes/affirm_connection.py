@@ -10,6 +10,6 @@ import history
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     ctx.log.info("client has connected")
     ctx.emit("response", ev)
-    past = await history.recall(ctx)
+    past = history.recall()
     if past:
         ctx.emit("response", {"body": {"history": past}})

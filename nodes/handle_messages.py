@@ -7,6 +7,10 @@ from typing import Any
 import history
 
 
+async def setup(ctx: Any) -> None:
+    await history.load(ctx)
+
+
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     connections = ev["connections"]
     sender = ev["sessionId"]

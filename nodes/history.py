@@ -1,33 +1,42 @@
 """The chat's memory: the last messages, kept in ``ctx.state`` so they survive a restart.
 
 How many is the app variable ``HISTORY_SIZE`` (``env:`` in the flow file; 0 keeps none).
-Message number ``n`` (from ``incr("history:count")``) is stored under
-``history:<n % size>`` as ``{"n": n, "from": <sender>, "message": <text>}``, so the store
-holds at most ``size`` entries and concurrent senders never overwrite each other's
-slots. A newcomer gets them, oldest first, as one JSON frame right after its connect
-message: ``{"history": [{"n": ..., "from": ..., "message": ...}, ...]}`` (nothing is sent
-while the history is empty).
+The whole history is one state key, ``history``: a list of
+``{"n": <message number>, "from": <sender>, "message": <text>}``, oldest first. This
+module keeps a copy in memory, loaded by Handle Messages' ``setup``, so a message costs
+one write and a newcomer no read at all. (One process owns the list: an app scaled out
+to several processes would need an atomic list operation from the store instead.)
+
+A newcomer gets the list as one JSON frame right after its connect message:
+``{"history": [...]}`` (nothing is sent while the history is empty).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+recent: list[dict[str, Any]] = []
 
 
 def size(ctx: Any) -> int:
     return int(ctx.env.get("HISTORY_SIZE", "20"))
 
 
+async def load(ctx: Any) -> None:
+    recent[:] = (await ctx.state.get("history", []))[-size(ctx):] if size(ctx) > 0 else []
+
+
 async def remember(ctx: Any, sender: str, message: Any) -> None:
     slots = size(ctx)
     if slots <= 0 or not isinstance(message, str):
         return  # binary messages are relayed but not kept
-    n = await ctx.state.incr("history:count")
-    await ctx.state.set(f"history:{n % slots}", {"n": n, "from": sender, "message": message})
+    n = recent[-1]["n"] + 1 if recent else 1
+    recent.append({"n": n, "from": sender, "message": message})
+    del recent[:-slots]
+    # The list is encoded when set() is called, so concurrent senders each store a
+    # complete list, and the last write holds every message.
+    await ctx.state.set("history", recent)
 
 
-async def recall(ctx: Any) -> list[dict[str, Any]]:
-    # Asked all at once, the reads share one trip to the store's thread.
-    entries = await asyncio.gather(*(ctx.state.get(f"history:{i}") for i in range(size(ctx))))
-    return sorted((e for e in entries if e is not None), key=lambda entry: entry["n"])
+def recall() -> list[dict[str, Any]]:
+    return list(recent)
