@@ -90,14 +90,48 @@ def encode_value(key: str, value: object) -> str:
     Raises :class:`StateError` naming ``key`` and the offending type otherwise. Tuples are
     refused too: they would come back as lists, and a store should give back what it was given.
     """
+    # Fast path, all in C: encode, decode, compare. json.dumps quietly turns tuples into
+    # lists and int keys into strings; the round trip catches exactly those, and then the
+    # (slower, Python) walk names the offending part.
+    try:
+        # ensure_ascii keeps lone surrogates in strings storable (as \\ud800 escapes).
+        text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        if _depth_ok(text) and json.loads(text) == value:
+            return text
+    except (TypeError, ValueError, RecursionError):
+        pass
     problem = _find_non_json(value, "$", 0)
     if problem is not None:
         raise StateError(f"cannot store key {key!r}: value is not JSON ({problem})")
     try:
-        # ensure_ascii keeps lone surrogates in strings storable (as \\ud800 escapes).
         return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     except (ValueError, RecursionError) as exc:  # e.g. an int too long to print as decimal
         raise StateError(f"cannot store key {key!r}: {exc}") from exc
+
+
+def _depth_ok(text: str) -> bool:
+    """Whether JSON ``text`` nests at most MAX_DEPTH deep (cheap: most values are shallow)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return True
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
 
 
 def decode_value(key: str, text: str) -> Any:
