@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from lolo_runtime.envsubst import BadReference, UnsetVariable, substitute
 from lolo_runtime.errors import FlowError, FlowErrors, NodeConfigError, RegistryError
 from lolo_runtime.flowfile import Edge, FlowSpec, NodeSpec
-from lolo_runtime.node import Node, NodeConfig
+from lolo_runtime.node import Node, NodeConfig, Trigger
 from lolo_runtime.ports import Ports
 from lolo_runtime.registry import Registry
 from lolo_runtime.routing import RoutingTable
@@ -92,6 +92,7 @@ def load_flow(
     env = _substituted(spec.env, environ, ("env",), report)
     nodes = _build_nodes(spec, path.parent, registry, environ, report)
     edges = _check_edges(spec, nodes, report)
+    _check_paths(spec, nodes, report)
     if report.errors:
         raise FlowErrors(report.errors)
     return Flow(path, spec, nodes, edges, RoutingTable(edges), env or {})
@@ -234,6 +235,26 @@ def _instantiate(
         report.add(loc, f"{label}: type {node_spec.type!r} failed to build: "
                    f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> None:
+    """Triggers share the app's port, so each URL path may have only one of them."""
+    claimed: dict[str, str] = {}
+    visited: set[str] = set()
+    for index, node_spec in enumerate(spec.nodes):
+        node = nodes.get(node_spec.id)
+        if node_spec.id in visited:
+            continue  # a duplicate id, reported already; ``node`` is the first one
+        visited.add(node_spec.id)
+        path = node.http_path if isinstance(node, Trigger) else None
+        if path is None:
+            continue
+        if path in claimed:
+            report.add(("nodes", index, "params", "path"),
+                       f"node {node_spec.id!r}: path {path!r} is already served by node "
+                       f"{claimed[path]!r}")
+        else:
+            claimed[path] = node_spec.id
 
 
 def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> list[Edge]:

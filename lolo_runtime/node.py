@@ -83,6 +83,11 @@ class Trigger(Node):
     uses_http: ClassVar[bool] = False
     """Whether the trigger needs the shared HTTP/WebSocket listener."""
 
+    @property
+    def http_path(self) -> str | None:
+        """The URL path this trigger serves on the shared port; two may not share one."""
+        return None
+
     async def start(self, runtime: Runtime) -> None:
         """Begin accepting work (register routes, start timers). Called after every setup."""
 

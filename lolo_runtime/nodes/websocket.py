@@ -175,7 +175,7 @@ class WebSocketTrigger(Trigger):
         self._outbox = Outbox()
 
     @property
-    def http_path(self) -> str:
+    def http_path(self) -> str | None:
         return self.params.path
 
     async def start(self, runtime: Runtime) -> None:
