@@ -31,13 +31,5 @@ class RoutingTable:
     def targets(self, node_id: str, port: str) -> tuple[PortRef, ...]:
         return self._targets.get((node_id, port), ())
 
-    def sources(self) -> Iterable[PortRef]:
-        return self._targets.keys()
-
     def as_dict(self) -> Mapping[PortRef, tuple[PortRef, ...]]:
         return dict(self._targets)
-
-    def inbound(self, node_id: str) -> set[str]:
-        """The in-ports of ``node_id`` that some edge feeds."""
-        return {port for targets in self._targets.values() for node, port in targets
-                if node == node_id}

@@ -34,12 +34,6 @@ def test_an_edge_listed_twice_delivers_once() -> None:
     assert table.targets("a", "out") == (("b", "in"),)
 
 
-def test_inbound_ports() -> None:
-    table = RoutingTable(edges("a.out -> b.x", "c.out -> b.y", "a.out -> d.in"))
-    assert table.inbound("b") == {"x", "y"}
-    assert table.inbound("a") == set()
-
-
 def _context(outputs: tuple[str, ...]) -> tuple[Context, RecordingInvocation]:
     node = make_node("n", _noop, inputs=("req", "msg"), outputs=outputs)
     engine = Engine("app", {"n": node}, RoutingTable([]))
