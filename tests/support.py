@@ -7,6 +7,7 @@ import re
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,14 @@ def lolo_run_command() -> list[str]:
     """The installed ``lolo-run`` script, or the module when the script is not on PATH."""
     script = shutil.which("lolo-run")
     return [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class LoloProcess:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port, lolo_run_command
 
 TESTS = Path(__file__).resolve().parent
 BROKEN = TESTS / "flows" / "broken"
@@ -74,12 +74,6 @@ def read_case(path: Path, header: str | None = None) -> Case:
     return Case(path, tuple(expected), node)
 
 
-def lolo_run() -> list[str]:
-    """The installed ``lolo-run`` script, else the same CLI through this interpreter."""
-    script = shutil.which("lolo-run")
-    return [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
-
-
 def clean_env() -> dict[str, str]:
     """The environment minus anything a broken flow relies on being unset."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOLO_TEST_")}
@@ -88,16 +82,9 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def check(*paths: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*lolo_run(), "check", *map(str, paths)],
+        [*lolo_run_command(), "check", *map(str, paths)],
         capture_output=True, text=True, timeout=60, env=clean_env(), cwd=cwd,
     )
 
@@ -118,7 +105,7 @@ def run_and_watch(path: Path, workdir: Path, limit: float = 30.0) -> RunOutcome:
     start = time.monotonic()
     listened = False
     with subprocess.Popen(
-        [*lolo_run(), str(path), "--port", str(port)],
+        [*lolo_run_command(), str(path), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         cwd=workdir,
     ) as proc:

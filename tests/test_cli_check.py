@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lolo_runtime import __version__
 from lolo_runtime.schema import flow_json_schema
+from tests.support import lolo_run_command
 
 TESTS = Path(__file__).resolve().parent
 GOOD = TESTS / "flows" / "good"
@@ -21,8 +20,7 @@ CHAT = TESTS.parent / "flows" / "chat.yaml"
 
 
 def lolo_run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    script = shutil.which("lolo-run")
-    command = [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
+    command = lolo_run_command()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOLO_TEST_")}
     result = subprocess.run(
         [*command, *map(str, args)],

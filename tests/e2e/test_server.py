@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
-from tests.support import ROOT, LoloProcess, lolo_run_command
+from tests.support import ROOT, LoloProcess, free_port, lolo_run_command
 
 TWO_PATHS = ROOT / "tests" / "e2e" / "flows" / "two-paths.yaml"
 
@@ -82,12 +81,6 @@ def test_json_log_lines_carry_app_node_and_session(server: LoloProcess) -> None:
     assert echo[0]["node"] == "echo-a"
     assert len(echo[0]["session"]) == 36
     assert echo[0]["level"] == "info"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def listening_port(tmp_path: Path, flow_port: int, args: list[str], env: dict[str, str]) -> str:
