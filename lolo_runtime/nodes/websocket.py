@@ -172,6 +172,7 @@ class WebSocketTrigger(Trigger):
         self._engine: Engine | None = None
         self._opening: dict[ServerConnection, WebSocketSession] = {}
         self._open_count = 0
+        self._handshaking = 0  # req chains running: each may become a connection
         self._outbox = Outbox()
 
     @property
@@ -191,7 +192,7 @@ class WebSocketTrigger(Trigger):
         self, conn: ServerConnection, request: Request, query: str
     ) -> Response | None:
         params = self.params
-        if self._open_count + len(self._opening) >= params.max_connections:
+        if self._open_count + len(self._opening) + self._handshaking >= params.max_connections:
             log.warning("%s: refusing a client: %d connections already open",
                         self.id, params.max_connections)
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
@@ -211,7 +212,11 @@ class WebSocketTrigger(Trigger):
         session = WebSocketSession(self, conn, session_id, base)
         if isinstance(conn, LoloConnection):
             conn.on_buffer_full = lambda: self._close_slow_reader(session)
-        await self.engine.fire(self, "req", dict(session.base), session)
+        self._handshaking += 1
+        try:
+            await self.engine.fire(self, "req", dict(session.base), session)
+        finally:
+            self._handshaking -= 1
         if session.refusal is not None:
             status, reason = session.refusal
             return conn.respond(status, reason or f"{HTTPStatus(status).phrase}\n")
