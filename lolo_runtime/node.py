@@ -80,12 +80,10 @@ class Trigger(Node):
     """A node that starts chains from outside: WebSocket, HTTP, timer..."""
 
     inputs: ClassVar[tuple[str, ...]] = ()
-    uses_http: ClassVar[bool] = False
-    """Whether the trigger needs the shared HTTP/WebSocket listener."""
-
     @property
     def http_path(self) -> str | None:
-        """The URL path this trigger serves on the shared port; two may not share one."""
+        """The URL path this trigger serves on the app's shared port (None: it needs no
+        listener); two triggers may not serve one path."""
         return None
 
     async def start(self, runtime: Runtime) -> None:

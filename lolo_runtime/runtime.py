@@ -64,7 +64,7 @@ class Runtime:
             self._set_up.append(node.id)
         for trigger in self._triggers:
             await trigger.start(self)
-        if any(trigger.uses_http for trigger in self._triggers):
+        if any(trigger.http_path is not None for trigger in self._triggers):
             await self.http.start()
 
     async def stop(self) -> None:

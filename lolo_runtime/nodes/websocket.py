@@ -162,7 +162,6 @@ class WebSocketTrigger(Trigger):
 
     Params = WebSocketParams
     outputs: ClassVar[tuple[str, ...]] = ("req", "message", "close")
-    uses_http = True
 
     def __init__(self, config: NodeConfig):
         super().__init__(config)
