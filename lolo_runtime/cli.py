@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lolo_runtime import __version__
+from lolo_runtime.edge.listener import ListenError
 from lolo_runtime.errors import FlowErrors
 from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.logs import configure_logging
-from lolo_runtime.server import ListenError
 from lolo_runtime.state.paths import resolve_state_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW = 0, 1, 2
@@ -28,6 +28,8 @@ log = logging.getLogger("lolo.cli")
 USAGE = """\
 lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--state-sync {normal,full}]
                 [--log-level LEVEL] [--log-format {text,json}] [--shutdown-timeout SECONDS]
+                [--ssl-certfile FILE [--ssl-keyfile FILE]] [--proxy-headers
+                [--forwarded-allow-ips LIST]] [--loop {auto,asyncio,uvloop}]
        lolo-run check FLOW...
        lolo-run schema [--output FILE]
        lolo-run keys {create,list,revoke} [--state PATH] ..."""
@@ -70,6 +72,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="log lines as text, or as one JSON object each (default: text)")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long shutdown waits for handlers (default: %(default)s)")
+    parser.add_argument("--ssl-certfile", type=Path, metavar="FILE",
+                        help="serve HTTPS and WSS with this certificate chain (PEM)")
+    parser.add_argument("--ssl-keyfile", type=Path, metavar="FILE",
+                        help="the certificate's private key (PEM; default: in --ssl-certfile)")
+    parser.add_argument("--proxy-headers", action="store_true",
+                        help="take the client's address and scheme from X-Forwarded-For and "
+                        "X-Forwarded-Proto when the connection comes from a trusted proxy")
+    parser.add_argument("--forwarded-allow-ips", metavar="LIST",
+                        help="comma-separated addresses or networks of trusted proxies, or "
+                        "'*' (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="event loop: uvloop when installed (auto), or the standard "
+                        "asyncio loop (default: %(default)s)")
     _add_state_option(parser, sync=True)
 
 
@@ -203,7 +218,9 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
 
 
 def run_command(options: argparse.Namespace) -> int:
-    from lolo_runtime.runtime import Runtime, StartupError
+    from lolo_runtime.edge.proxy import TrustedProxies
+    from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
+    from lolo_runtime.serving import UsageError, choose_loop, ssl_context
     from lolo_runtime.state import SQLiteBackend
 
     configure_logging(options.log_level, options.log_format)
@@ -212,18 +229,31 @@ def run_command(options: argparse.Namespace) -> int:
     except FlowErrors as errors:
         _report(errors)
         return EXIT_BAD_FLOW
+    try:
+        context = ssl_context(options.ssl_certfile, options.ssl_keyfile)
+        loop_factory = choose_loop(options.loop)
+        proxies = None
+        if options.proxy_headers:
+            allowed = options.forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS")
+            proxies = TrustedProxies((allowed or "127.0.0.1").split(","))
+    except (UsageError, ValueError) as exc:
+        print(f"lolo-run: {exc}", file=sys.stderr)
+        return EXIT_BAD_FLOW
     port = choose_port(options.port, os.environ, flow)
     backend = SQLiteBackend(
         resolve_state_path(options.state, os.environ), synchronous=options.state_sync
     )
-    runtime = Runtime(flow, options.host, port, backend, options.shutdown_timeout)
+    serve = ServeOptions(options.host, port, context, proxies, options.shutdown_timeout)
+    runtime = Runtime(flow, serve, backend)
+    scheme = "https" if context is not None else "http"
 
     def listening(bound: int) -> None:
-        log.info("app %r listening on %s:%d", flow.app, options.host, bound)
+        log.info("app %r listening on %s://%s:%d", flow.app, scheme, options.host, bound)
         print(f"Listening to port {bound}", flush=True)
 
     try:
-        asyncio.run(runtime.serve_until_signalled(listening))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(runtime.serve_until_signalled(listening))
     except (ListenError, StartupError) as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,7 +13,8 @@ from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
     from lolo_runtime.context import Context, SetupContext
-    from lolo_runtime.runtime import Runtime
+    from lolo_runtime.edge.types import HttpRoute, WebSocketRoute
+    from lolo_runtime.engine import Engine
 
 
 class NoParams(BaseModel):
@@ -76,6 +77,19 @@ class Node:
         """Release what ``setup`` opened."""
 
 
+class TriggerHost(Protocol):
+    """What a trigger sees of the running app when it starts: the engine and the port."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def add_http_route(self, path: str, route: HttpRoute) -> None:
+        """Serve ``path`` (a pattern: ``/users/:id``, ``/files/*``) with plain HTTP."""
+
+    def add_websocket_route(self, path: str, route: WebSocketRoute) -> None:
+        """Serve ``path`` with WebSocket."""
+
+
 class Trigger(Node):
     """A node that starts chains from outside: WebSocket, HTTP, timer..."""
 
@@ -86,7 +100,7 @@ class Trigger(Node):
         listener); two triggers may not serve one path."""
         return None
 
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, host: TriggerHost) -> None:
         """Begin accepting work (register routes, start timers). Called after every setup."""
 
     async def stop(self) -> None:

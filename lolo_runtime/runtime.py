@@ -5,41 +5,72 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lolo_runtime.context import SetupContext
+from lolo_runtime.edge.fdlimit import RESERVED_DESCRIPTORS, raise_descriptor_limit
+from lolo_runtime.edge.http1 import HttpLimits
+from lolo_runtime.edge.listener import Edge, Listener
+from lolo_runtime.edge.proxy import TrustedProxies
+from lolo_runtime.edge.types import HttpRoute, WebSocketRoute
 from lolo_runtime.engine import Engine
+from lolo_runtime.errors import LoloError
 from lolo_runtime.loader import Flow
 from lolo_runtime.node import Trigger
-from lolo_runtime.server import HttpServer
 from lolo_runtime.state import StateBackend, StateError
 
 log = logging.getLogger("lolo.runtime")
 
 
-class StartupError(Exception):
+class StartupError(LoloError):
     """The app could not start: a node's setup failed or the state store would not open."""
 
 
-class Runtime:
-    """One running app. ``start`` brings it up in order; ``stop`` takes it down in reverse."""
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the app's port is served."""
 
-    def __init__(
-        self,
-        flow: Flow,
-        host: str = "127.0.0.1",
-        port: int = 4000,
-        state: StateBackend | None = None,
-        shutdown_timeout: float = 10.0,
-    ):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    ssl_context: ssl.SSLContext | None = None
+    trusted_proxies: TrustedProxies | None = None
+    shutdown_timeout: float = 10.0
+
+
+class Runtime:
+    """One running app. ``start`` brings it up in order; ``stop`` takes it down in reverse.
+
+    It is also the :class:`~lolo_runtime.node.TriggerHost` that triggers register with.
+    """
+
+    def __init__(self, flow: Flow, options: ServeOptions | None = None,
+                 state: StateBackend | None = None):
         self.flow = flow
+        self.options = options or ServeOptions()
         self.backend = state
         app_state = state.for_app(flow.app) if state is not None else None
         self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state)
-        self.http = HttpServer(host, port)
-        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = self.options.shutdown_timeout
+        self.edge: Edge | None = None
+        self.listener: Listener | None = None
         self._triggers = [node for node in flow.nodes.values() if isinstance(node, Trigger)]
         self._set_up: list[str] = []
+
+    # TriggerHost
+
+    def add_http_route(self, path: str, route: HttpRoute) -> None:
+        assert self.edge is not None
+        self.edge.add_http(path, route)
+
+    def add_websocket_route(self, path: str, route: WebSocketRoute) -> None:
+        assert self.edge is not None
+        self.edge.add_websocket(path, route)
+
+    @property
+    def bound_port(self) -> int:
+        return self.listener.bound_port if self.listener is not None else self.options.port
 
     async def start(self) -> None:
         """Open the state store, set every node up, then start the triggers, then listen."""
@@ -62,16 +93,38 @@ class Runtime:
                     f"node {node.id!r}: setup failed: {type(exc).__name__}: {exc}"
                 ) from exc
             self._set_up.append(node.id)
+        listens = any(trigger.http_path is not None for trigger in self._triggers)
+        if listens:
+            # The head must arrive before its path (and so its trigger) is known: the
+            # most patient WebSocket trigger's open_timeout applies to every request.
+            waits = [t.params.open_timeout for t in self._triggers
+                     if hasattr(t.params, "open_timeout")]
+            limits = HttpLimits(head_timeout=max(waits, default=HttpLimits.head_timeout))
+            self.edge = Edge(limits, self.options.trusted_proxies, self._descriptor_limit())
         for trigger in self._triggers:
             await trigger.start(self)
-        if any(trigger.http_path is not None for trigger in self._triggers):
-            await self.http.start()
+        if self.edge is not None:
+            self.listener = Listener(self.edge, self.options.host, self.options.port,
+                                     self.options.ssl_context)
+            await self.listener.start()
+
+    def _descriptor_limit(self) -> int | None:
+        limit = raise_descriptor_limit()
+        wanted = sum(getattr(t.params, "max_connections", 0) for t in self._triggers)
+        if limit is not None and wanted + RESERVED_DESCRIPTORS > limit:
+            log.warning(
+                "max_connections adds up to %d but this process may open only %d files "
+                "(%d kept in reserve): clients past that get 503; raise the hard limit "
+                "('ulimit -Hn', LimitNOFILE=) or lower max_connections",
+                wanted, limit, RESERVED_DESCRIPTORS)
+        return limit
 
     async def stop(self) -> None:
         """Stop triggers, close clients (1001), let in-flight chains finish, close nodes."""
         for trigger in self._triggers:
             await _bounded(trigger.stop(), trigger.close_timeout, f"stopping {trigger.id}")
-        await self.http.stop(self.shutdown_timeout)
+        if self.listener is not None:
+            await self.listener.stop(self.shutdown_timeout)
         if not await self.engine.drain(self.shutdown_timeout):
             log.warning("background work cancelled after %.1fs", self.shutdown_timeout)
         for node_id in reversed(self._set_up):
@@ -88,7 +141,7 @@ class Runtime:
             loop.add_signal_handler(signum, stop.set)
         try:
             await self.start()
-            on_listening(self.http.bound_port)
+            on_listening(self.bound_port)
             await stop.wait()
             log.info("shutting down")
         finally:

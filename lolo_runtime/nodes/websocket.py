@@ -1,10 +1,11 @@
 """``lolo/websocket-trigger``: WebSocket clients start chains on ``req``, ``message``, ``close``.
 
-The ``req`` chain runs *during* the opening handshake: the trigger holds the handshake
-until that chain has finished, then accepts it, or refuses it if a handler raised
-(:class:`~lolo_runtime.errors.Reject` gives its own HTTP status, anything else 500) or
-answered with ``{"status": 4xx}``. Responses emitted while the handshake is held are
-sent, in order, as soon as the socket is open.
+The edge has checked the handshake (method, key, version, Origin, limits) before the
+``req`` chain runs; the trigger then holds the handshake until that chain has finished,
+and accepts it, or refuses it if a handler raised (:class:`~lolo_runtime.errors.Reject`
+gives its own HTTP status, anything else 500) or answered with ``{"status": 4xx}``.
+Responses emitted while the handshake is held are sent, in order, once the socket is
+open. Every client whose ``req`` chain ran gets exactly one ``close`` event.
 """
 
 from __future__ import annotations
@@ -19,22 +20,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.typing import Origin
 
+from lolo_runtime.edge.responses import plain
+from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketSettings
+from lolo_runtime.edge.websocket import WebSocketConnection
 from lolo_runtime.errors import Reject
-from lolo_runtime.node import NodeConfig, Trigger
-from lolo_runtime.nodes.wsoutbox import Outbox
-from lolo_runtime.server import LoloConnection
+from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
+from lolo_runtime.nodes.wsframes import OP_TEXT, FrameCache, payload_of
 from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
     from lolo_runtime.engine import Engine
-    from lolo_runtime.runtime import Runtime
 
 log = logging.getLogger("lolo.websocket")
 
@@ -42,7 +38,8 @@ log = logging.getLogger("lolo.websocket")
 class WebSocketParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(pattern=r"^/[^?#\s]*$", description="URL path clients connect to.")
+    path: str = Field(pattern=r"^/[^?#\s]*$", description="URL path clients connect to "
+                      "(':name' segments are route params, a final '*' matches the rest).")
     max_message_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest message accepted; bigger closes with 1009."
     )
@@ -64,8 +61,12 @@ class WebSocketParams(BaseModel):
     )
     max_send_buffer_bytes: int = Field(
         1024 * 1024, ge=1024,
-        description="Unsent bytes allowed to pile up for a client that does not read; "
-        "past it the client is closed with 1013.",
+        description="Unsent bytes a client may leave unread before it must show progress: "
+        "past it, a client that reads nothing for send_stall_timeout is closed with 1013.",
+    )
+    send_stall_timeout: float = Field(
+        5, gt=0, description="Seconds a client over max_send_buffer_bytes may go without "
+        "reading anything before it is closed with 1013.",
     )
     ping_interval: float | None = Field(
         20, gt=0, description="Seconds between keepalive pings. null: no pings."
@@ -78,8 +79,8 @@ class WebSocketParams(BaseModel):
         "connection is dropped and its close chain runs (a frozen peer waits this long).",
     )
     open_timeout: float = Field(
-        10, gt=0, description="Seconds a client has to finish the handshake (the req chain "
-        "included). The port is shared, so the largest value among triggers applies.",
+        10, gt=0, description="Seconds the req chain has to accept or refuse a client; "
+        "past it the client gets HTTP 503 (the chain still gets its close event).",
     )
 
 
@@ -90,18 +91,15 @@ class _Phase(Enum):
 
 
 CLOSE_TOO_FAST = 1008
-CLOSE_SLOW_READER = 1013
 
 
 class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
-    __slots__ = (
-        "base", "close_code", "closing", "conn", "outgoing", "pending", "phase", "refusal",
-        "session_id", "trigger",
-    )
+    __slots__ = ("allowance", "base", "conn", "last", "pending", "phase", "refusal",
+                 "session_id", "trigger")
 
-    def __init__(self, trigger: WebSocketTrigger, conn: ServerConnection, session_id: str,
+    def __init__(self, trigger: WebSocketTrigger, conn: WebSocketConnection, session_id: str,
                  base: Event):
         self.trigger = trigger
         self.conn = conn
@@ -110,9 +108,8 @@ class WebSocketSession:
         self.phase = _Phase.HANDSHAKE
         self.pending: list[dict[str, Any]] = []
         self.refusal: tuple[int, str] | None = None
-        self.closing = False
-        self.close_code: int | None = None  # set when we cut the connection ourselves
-        self.outgoing: list[bytes] | None = None
+        self.allowance = float(trigger.params.burst)
+        self.last = time.monotonic()
 
     def emit(self, name: str, payload: Any = None) -> None:
         if name != "response":
@@ -141,20 +138,27 @@ class WebSocketSession:
                 self.refusal = (HTTPStatus.INTERNAL_SERVER_ERROR, "")
 
 
-def _close_code(conn: ServerConnection) -> int | None:
-    """The code the connection closed with; when the library failed it (1009, 1007, 1011
-    for a keepalive timeout...) and the client never answered, the code it sent."""
-    code = conn.close_code
-    sent = conn.protocol.close_sent
-    if code == CloseCode.ABNORMAL_CLOSURE and sent is not None:
-        return int(sent.code)
-    return code
-
-
 def _text(body: Any) -> str:
     if body is None:
         return ""
     return body if isinstance(body, str) else json.dumps(body)
+
+
+def request_fields(request: HttpRequest) -> Event:
+    """The fields every event of a request (or connection) shares, as Lolo names them."""
+    headers: dict[str, str] = {}
+    for key, value in request.headers:
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    parsed = parse_qs(request.query_string, keep_blank_values=True)
+    return {
+        "sessionId": None,
+        "path": request.path,
+        "method": request.method,
+        "headers": headers,
+        "query": {k: v[0] if len(v) == 1 else v for k, v in parsed.items()},
+        "params": dict(request.params),
+        "peer": request.peer,
+    }
 
 
 class WebSocketTrigger(Trigger):
@@ -166,153 +170,109 @@ class WebSocketTrigger(Trigger):
     def __init__(self, config: NodeConfig):
         super().__init__(config)
         self.params: WebSocketParams = config.params  # type: ignore[assignment]
-        self.wants_compression = self.params.compression
-        self.open_timeout = self.params.open_timeout
+        p = self.params
+        self.ws_settings = WebSocketSettings(
+            max_message_bytes=p.max_message_bytes,
+            origins=tuple(p.origins) if p.origins is not None else None,
+            compression=p.compression, ping_interval=p.ping_interval,
+            ping_timeout=p.ping_timeout, close_timeout=p.close_timeout,
+            open_timeout=p.open_timeout, max_send_buffer_bytes=p.max_send_buffer_bytes,
+            send_stall_timeout=p.send_stall_timeout,
+        )
         self._engine: Engine | None = None
-        self._opening: dict[ServerConnection, WebSocketSession] = {}
         self._open_count = 0
         self._handshaking = 0  # req chains running: each may become a connection
-        self._outbox = Outbox()
+        self._frames = FrameCache()
 
     @property
     def http_path(self) -> str | None:
         return self.params.path
 
-    async def start(self, runtime: Runtime) -> None:
-        self._engine = runtime.engine
-        runtime.http.add_route(self.params.path, self)
+    async def start(self, host: TriggerHost) -> None:
+        self._engine = host.engine
+        host.add_websocket_route(self.params.path, self)
 
     @property
     def engine(self) -> Engine:
         assert self._engine is not None, "trigger used before start()"
         return self._engine
 
-    async def on_request(
-        self, conn: ServerConnection, request: Request, query: str
-    ) -> Response | None:
-        params = self.params
-        if self._open_count + len(self._opening) + self._handshaking >= params.max_connections:
+    # the edge's WebSocketRoute protocol
+
+    def admit(self, request: HttpRequest) -> HttpResponse | None:
+        if self._open_count + self._handshaking >= self.params.max_connections:
             log.warning("%s: refusing a client: %d connections already open",
-                        self.id, params.max_connections)
-            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
-        protocol = conn.protocol
-        protocol.max_message_size = params.max_message_bytes
-        if params.origins is not None:
-            protocol.origins = [Origin(origin) for origin in params.origins]
-        if not params.compression:
-            protocol.available_extensions = None
-        conn.ping_interval = params.ping_interval
-        conn.ping_timeout = params.ping_timeout
-        conn.close_timeout = params.close_timeout
-        conn.transport.set_write_buffer_limits(high=params.max_send_buffer_bytes)
+                        self.id, self.params.max_connections)
+            return plain(503, "Too many connections.\n")
+        return None
+
+    async def on_handshake(self, conn: WebSocketConnection,
+                           request: HttpRequest) -> HttpResponse | None:
         session_id = str(uuid.uuid4())
-        base = self._base_event(conn, request, query)
+        base = request_fields(request)
         base["sessionId"] = session_id
         session = WebSocketSession(self, conn, session_id, base)
-        if isinstance(conn, LoloConnection):
-            conn.on_buffer_full = lambda: self._close_slow_reader(session)
+        conn.session = session
         self._handshaking += 1
         try:
-            await self.engine.fire(self, "req", dict(session.base), session)
+            await self.engine.fire(self, "req", dict(base), session)
         finally:
             self._handshaking -= 1
         if session.refusal is not None:
             status, reason = session.refusal
-            return conn.respond(status, reason or f"{HTTPStatus(status).phrase}\n")
-        self._opening[conn] = session
-        # The websockets library skips the handler if the client vanished mid-handshake;
-        # the chain that saw ``req`` must still see ``close``.
-        conn.connection_lost_waiter.add_done_callback(
-            lambda _: self._lost_before_open(conn)
-        )
+            return plain(status, reason or None)
+        self._open_count += 1  # counted now: on_open follows at once, or on_close
         return None
 
-    def _base_event(self, conn: ServerConnection, request: Request, query: str) -> Event:
-        headers: dict[str, str] = {}
-        for name, value in request.headers.raw_items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        parsed = parse_qs(query, keep_blank_values=True)
-        address = conn.remote_address
-        return {
-            "sessionId": None,
-            "path": self.params.path,
-            "method": "GET",
-            "headers": headers,
-            "query": {k: v[0] if len(v) == 1 else v for k, v in parsed.items()},
-            "params": {},
-            "peer": f"{address[0]}:{address[1]}" if address else None,
-        }
-
-    def _lost_before_open(self, conn: ServerConnection) -> None:
-        session = self._opening.pop(conn, None)
-        if session is not None:
-            session.phase = _Phase.CLOSED
-            self.engine.spawn(self._fire_close(session))
-
-    async def on_open(self, conn: ServerConnection) -> None:
-        session = self._opening.pop(conn, None)
-        if session is None:
-            return  # the client vanished between the handshake and now; close has fired
+    def on_open(self, conn: WebSocketConnection) -> None:
+        session: WebSocketSession = conn.session
         session.phase = _Phase.OPEN
-        self._open_count += 1
         for payload in session.pending:
             self.respond(session, payload)
         session.pending.clear()
-        engine, base = self.engine, session.base
-        rate, burst = self.params.max_messages_per_second, self.params.burst
-        allowance, last = float(burst), time.monotonic()
-        try:
-            async for message in conn:
-                if rate is not None:
-                    # Token bucket: ``burst`` messages at once, ``rate`` a second after that.
-                    now = time.monotonic()
-                    allowance = min(burst, allowance + (now - last) * rate)
-                    last = now
-                    if allowance < 1:
-                        if not session.closing:
-                            session.closing = True
-                            log.warning("session %s: over %g messages/s; closing",
-                                        session.session_id, rate)
-                            engine.spawn(conn.close(CLOSE_TOO_FAST, "too many messages"))
-                        # Keep reading (and dropping): the client's answer to the close
-                        # frame is queued behind its flood.
-                        continue
-                    allowance -= 1
-                ev = base.copy()
-                ev["message"] = message
-                await engine.fire(self, "message", ev, session)
-        except ConnectionClosed:
-            pass
-        finally:
-            session.phase = _Phase.CLOSED
-            self._open_count -= 1
-            await self._fire_close(session)
 
-    async def _fire_close(self, session: WebSocketSession) -> None:
+    async def on_message(self, conn: WebSocketConnection, message: str | bytes) -> None:
+        session: WebSocketSession = conn.session
+        rate = self.params.max_messages_per_second
+        if rate is not None:
+            # Token bucket: ``burst`` messages at once, ``rate`` a second after that.
+            now = time.monotonic()
+            session.allowance = min(self.params.burst,
+                                    session.allowance + (now - session.last) * rate)
+            session.last = now
+            if session.allowance < 1:
+                log.warning("session %s: over %g messages/s; closing",
+                            session.session_id, rate)
+                conn.close(CLOSE_TOO_FAST, "too many messages")
+                return
+            session.allowance -= 1
         ev = session.base.copy()
-        ev["code"] = session.close_code or _close_code(session.conn)
-        ev["reason"] = session.conn.close_reason
-        await self.engine.fire(self, "close", ev, session)
+        ev["message"] = message
+        await self.engine.fire(self, "message", ev, session)
+
+    def on_close(self, conn: WebSocketConnection, code: int, reason: str) -> None:
+        session: WebSocketSession | None = conn.session
+        if session is None:
+            return
+        was_counted = session.refusal is None
+        session.phase = _Phase.CLOSED
+        if was_counted:
+            self._open_count -= 1
+        ev = session.base.copy()
+        ev["code"] = code
+        ev["reason"] = reason
+        self.engine.spawn(self.engine.fire(self, "close", ev, session))
 
     def respond(self, session: WebSocketSession, payload: dict[str, Any]) -> None:
         """Act on one ``response`` event: send its ``body``, close on ``end``."""
-        body = payload.get("body")
-        if body is not None:
-            self._outbox.send(session, body)
-        if payload.get("end"):
-            self.engine.spawn(session.conn.close())
-
-    def _close_slow_reader(self, session: WebSocketSession) -> None:
         conn = session.conn
-        if session.closing or conn.protocol.state is not State.OPEN:
-            return
-        session.closing = True
-        session.close_code = CLOSE_SLOW_READER
-        log.warning("session %s: client is not reading; closing", session.session_id)
-        # The close frame waits behind everything unread, so a client that never reads
-        # never answers it: give it close_timeout to, then drop the TCP connection.
-        conn.protocol.fail(CLOSE_SLOW_READER, "not reading fast enough")
-        conn.send_data()
-        timeout = self.params.close_timeout
-        conn.loop.call_later(timeout, conn.transport.abort)
+        body = payload.get("body")
+        if body is not None and conn.is_open:
+            if conn.compressed:
+                # A negotiated extension makes frames differ per connection.
+                opcode, data = payload_of(body)
+                conn.send_message(data, text=opcode == OP_TEXT)
+            else:
+                conn.send_frame(self._frames.frame(body))
+        if payload.get("end"):
+            conn.close()

@@ -1,0 +1,228 @@
+"""The one listening socket of an app: accepts TCP connections and serves them.
+
+:class:`Edge` is what every connection of the listener shares (the routes, limits,
+the write batcher, the set of live connections); :class:`Listener` owns the sockets
+and the accept loop. Accepting by hand (rather than ``loop.create_server``) is what lets
+a lack of file descriptors be answered with 503 and logged once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lolo_runtime.edge.fdlimit import SpareDescriptor, connection_budget
+from lolo_runtime.edge.http1 import HttpConnection, HttpLimits
+from lolo_runtime.edge.proxy import TrustedProxies, format_peer
+from lolo_runtime.edge.responses import plain
+from lolo_runtime.edge.routes import RouteTable
+from lolo_runtime.edge.types import HttpResponse, HttpRoute, WebSocketRoute
+from lolo_runtime.edge.websocket import WriteBatcher
+from lolo_runtime.errors import LoloError
+
+log = logging.getLogger("lolo.server")
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
+                b"content-length: 21\r\nconnection: close\r\n\r\nServer is too busy.\r\n")
+WARN_INTERVAL = 10.0
+
+
+class ListenError(LoloError):
+    """The server could not listen (port in use, bad host...)."""
+
+
+@dataclass(slots=True)
+class RouteEntry:
+    path: str
+    http: HttpRoute | None = None
+    websocket: WebSocketRoute | None = None
+
+
+class Edge:
+    """What the connections of one listener share."""
+
+    def __init__(self, limits: HttpLimits | None = None,
+                 proxies: TrustedProxies | None = None, descriptor_limit: int | None = None):
+        self.http_limits = limits or HttpLimits()
+        self.proxies = proxies
+        self.routes: RouteTable[RouteEntry] = RouteTable()
+        self.batcher = WriteBatcher()
+        self.connections: set[Any] = set()
+        self.stopping = False
+        self.connection_budget = connection_budget(descriptor_limit)
+        self._all_closed: asyncio.Event | None = None
+
+    def add_http(self, path: str, route: HttpRoute) -> None:
+        self.routes.add(path, RouteEntry(path, http=route))
+
+    def add_websocket(self, path: str, route: WebSocketRoute) -> None:
+        self.routes.add(path, RouteEntry(path, websocket=route))
+
+    def find_route(self, path: str) -> tuple[RouteEntry, dict[str, str]] | None:
+        return self.routes.find(path)
+
+    def client_address(self, peer: tuple[str, int] | None, scheme: str,
+                       headers: list[tuple[str, str]]) -> tuple[str | None, str]:
+        if peer is None or self.proxies is None:
+            return format_peer(peer), scheme
+        return self.proxies.client(peer[0], peer[1], scheme, headers)
+
+    def descriptor_refusal(self) -> HttpResponse | None:
+        budget = self.connection_budget
+        if budget is not None and len(self.connections) >= budget:
+            log.warning("refusing a WebSocket client: %d connections use the descriptors "
+                        "this process may open", len(self.connections))
+            return plain(503, "Server is too busy.\n")
+        return None
+
+    def connection_opened(self, conn: Any) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: Any) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def close_all(self, timeout: float) -> bool:
+        """Close every connection (WebSockets with 1001); wait up to ``timeout``."""
+        self.stopping = True
+        self._all_closed = asyncio.Event()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if not self.connections:
+            return True
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+class Listener:
+    """Binds ``host:port`` and feeds accepted sockets to :class:`HttpConnection`."""
+
+    def __init__(self, edge: Edge, host: str, port: int,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.edge = edge
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.sockets: list[socket.socket] = []
+        self._spare = SpareDescriptor()
+        self._starving_since: float | None = None
+        self._refused_while_starving = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def bound_port(self) -> int:
+        return int(self.sockets[0].getsockname()[1]) if self.sockets else self.port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise ListenError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+        port = self.port
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address[0], port, *address[2:]))
+                sock.listen(2048)
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                self._close_sockets()
+                raise ListenError(
+                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+            port = sock.getsockname()[1]  # port 0: every address gets the same one
+            self.sockets.append(sock)
+        for sock in self.sockets:
+            loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, listening: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(128):
+            try:
+                sock, _address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self._refuse_without_descriptors(listening)
+                elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(self._serve(sock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: HttpConnection(self.edge), sock, ssl=self.ssl_context,
+                ssl_handshake_timeout=self.edge.http_limits.head_timeout if self.ssl_context
+                else None)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.debug("connection dropped before it was served: %s", exc)
+            sock.close()
+
+    def _refuse_without_descriptors(self, listening: socket.socket) -> None:
+        """Out of descriptors: free the spare, accept one client, tell it 503, close."""
+        now = time.monotonic()
+        if self._starving_since is None or now - self._starving_since >= WARN_INTERVAL:
+            log.warning(
+                "out of file descriptors: refusing new connections with 503 (%d refused in "
+                "the last %gs); raise 'ulimit -n' or lower max_connections",
+                self._refused_while_starving, WARN_INTERVAL)
+            self._starving_since = now
+            self._refused_while_starving = 0
+        if not self._spare.release():
+            return
+        try:
+            sock, _ = listening.accept()
+        except OSError:
+            pass
+        else:
+            try:
+                sock.setblocking(False)
+                sock.send(_REFUSAL_503)
+            except OSError:
+                pass
+            sock.close()
+            self._refused_while_starving += 1
+        finally:
+            self._spare.take()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting; close every connection; abort what is left after ``timeout``."""
+        self._close_sockets()
+        if not await self.edge.close_all(timeout):
+            log.warning("connections still open after %.1fs; aborting them", timeout)
+            for conn in list(self.edge.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        self._spare.close()
+
+    def _close_sockets(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.sockets = []

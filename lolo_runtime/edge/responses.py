@@ -1,0 +1,83 @@
+"""Serialising HTTP/1.1 response heads, and the canned answers the edge gives itself."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+from lolo_runtime.edge.types import HttpResponse
+
+SERVER_NAME = "lolo-runtime"
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
+
+
+class HeaderError(ValueError):
+    """A response header that cannot be sent (not a string, or holding CR/LF)."""
+
+
+class _DateCache:
+    """``Date`` changes once a second; format it once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True)
+        return self._value
+
+
+_dates = _DateCache()
+
+
+def check_headers(headers: list[tuple[str, str]]) -> None:
+    """Refuse header names or values that would break the response (or inject one)."""
+    for name, value in headers:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise HeaderError(f"header {name!r}: names and values must be strings, "
+                              f"not {type(value).__name__}")
+        if not name or _FORBIDDEN_IN_HEADERS.intersection(name) or ":" in name or " " in name:
+            raise HeaderError(f"header name {name!r} is not a valid HTTP header name")
+        if _FORBIDDEN_IN_HEADERS.intersection(value):
+            raise HeaderError(f"header {name!r}: value holds a line break or NUL")
+        try:
+            (name + value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise HeaderError(f"header {name!r}: only latin-1 text can be sent in a header "
+                              "(percent-encode the rest)") from None
+
+
+def response_head(response: HttpResponse, body_length: int, keep_alive: bool) -> bytes:
+    """Status line and headers; ``Content-Length``, ``Date``, ``Server`` and ``Connection``
+    are the edge's to set, so a route's own values for them are dropped."""
+    status = response.status
+    lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n"
+             f"date: {_dates.now()}\r\nserver: {SERVER_NAME}\r\n"]
+    for name, value in response.headers:
+        lowered = name.lower()
+        if lowered in ("content-length", "date", "server", "connection", "transfer-encoding"):
+            continue
+        lines.append(f"{name}: {value}\r\n")
+    if status >= 200 and status not in (204, 304):
+        lines.append(f"content-length: {body_length}\r\n")
+    if not keep_alive:
+        lines.append("connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def plain(status: int, text: str | None = None, *extra: tuple[str, str]) -> HttpResponse:
+    """A short text/plain answer (the body defaults to the status phrase)."""
+    body = (text if text is not None else f"{_PHRASES.get(status, 'Error')}\n").encode()
+    headers = [("content-type", "text/plain; charset=utf-8"), *extra]
+    return HttpResponse(status, headers, body)
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
