@@ -10,7 +10,7 @@ import pytest
 
 from lolo_runtime.loader import load_flow
 from lolo_runtime.node import Node
-from lolo_runtime.runtime import Runtime, StartupError
+from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
 from lolo_runtime.state import SQLiteBackend
 
 HANDLER = '''
@@ -51,7 +51,7 @@ def flow(tmp_path: Path, params: str = "{}") -> Path:
 def test_setup_runs_with_state_open_and_close_runs_at_stop(tmp_path: Path) -> None:
     loaded = load_flow(flow(tmp_path))
     backend = SQLiteBackend(tmp_path / "state.sqlite3")
-    runtime = Runtime(loaded, port=0, state=backend)
+    runtime = Runtime(loaded, ServeOptions(port=0), state=backend)
 
     async def cycle() -> object:
         await runtime.start()
@@ -65,13 +65,13 @@ def test_setup_runs_with_state_open_and_close_runs_at_stop(tmp_path: Path) -> No
 
 
 def test_a_failing_setup_is_a_startup_error_naming_the_node(tmp_path: Path) -> None:
-    runtime = Runtime(load_flow(flow(tmp_path, "{fail: true}")), port=0)
+    runtime = Runtime(load_flow(flow(tmp_path, "{fail: true}")), ServeOptions(port=0))
     with pytest.raises(StartupError, match=r"node 'only': setup failed: OSError: no database"):
         asyncio.run(runtime.start())
 
 
 def test_a_hanging_setup_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Node, "setup_timeout", 0.05)
-    runtime = Runtime(load_flow(flow(tmp_path, "{hang: true}")), port=0)
+    runtime = Runtime(load_flow(flow(tmp_path, "{hang: true}")), ServeOptions(port=0))
     with pytest.raises(StartupError, match=r"setup did not finish within 0.05s"):
         asyncio.run(runtime.start())

@@ -13,7 +13,10 @@ What this layer owns:
   written with one ``transport.write`` when the loop turns (:class:`WriteBatcher`).
 * **Backpressure judged by progress.** Past ``max_send_buffer_bytes`` unread, a client
   must drain some of it in every ``send_stall_timeout`` window; one that drains nothing
-  in a whole window is closed with 1013. A client that reads gets frames of any size.
+  in a whole window is closed with 1013. A client that reads gets frames of any size;
+  one that falls further behind than four caps beyond the largest frame it was sent is
+  closed at once (memory stays bounded whatever the traffic). While over the cap, the
+  client's own data is not read (so pings cannot pile up pongs).
 * **Exactly one** ``on_close`` per ``on_handshake``, after the last ``on_message``.
 """
 
@@ -43,6 +46,8 @@ CLOSE_ABNORMAL = 1006
 CLOSE_TRY_AGAIN_LATER = 1013
 _SEND_EOF = b""
 _MAX_EARLY_BYTES = 1024 * 1024
+MAX_FRAGMENTS = 4096
+"""Fragments allowed in one message: each costs work, whatever its size."""
 
 
 class Phase(Enum):
@@ -80,6 +85,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.request = request
         self.session: Any = None
         """The route's own record of this client (its invocation)."""
+        self.log_name = request.path
+        """How log lines name this client; the route may set it (``session <id>``)."""
         self.compressed = response.headers.get("Sec-WebSocket-Extensions") is not None
         self.phase = Phase.HANDSHAKE
         self.transport: asyncio.Transport | None = None
@@ -89,7 +96,11 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragment_opcode: Opcode | None = None
         self._inbox: deque[tuple[str | bytes, int]] = deque()
         self._inbox_bytes = 0
+        self._inbox_full = False
+        self._writes_paused = False
         self._reading_paused = False
+        self._largest_frame = 0
+        self._fragment_count = 0
         self._draining: asyncio.Task[None] | None = None
         self._handshake: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # open timeout, then ping/pong
@@ -140,7 +151,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer = None
         if self.phase is Phase.HANDSHAKE:
             log.warning("%s: the req chain did not finish within %gs; refusing with 503",
-                        self.request.path, self.settings.open_timeout)
+                        self.log_name, self.settings.open_timeout)
             self._end_reason = "handshake timed out"
             self._refuse(plain(503, "The server did not accept the connection in time.\n"))
 
@@ -172,6 +183,9 @@ class WebSocketConnection(asyncio.Protocol):
                     self._fragment_opcode, self._fragments = opcode, [frame.data]
             elif opcode is Opcode.CONT:
                 self._fragments.append(frame.data)
+                if len(self._fragments) > MAX_FRAGMENTS:
+                    self.fail(1009, f"more than {MAX_FRAGMENTS} fragments in one message")
+                    break
                 if frame.fin and self._fragment_opcode is not None:
                     whole, self._fragments = b"".join(self._fragments), []
                     opcode, self._fragment_opcode = self._fragment_opcode, None
@@ -203,14 +217,29 @@ class WebSocketConnection(asyncio.Protocol):
                 self._tell_closed(*self._close_status())
 
     def pause_writing(self) -> None:
+        self._writes_paused = True
+        self._update_reading()
         self._stall_mark = self._transport().get_write_buffer_size()
         self._stall_timer = asyncio.get_running_loop().call_later(
             self.settings.send_stall_timeout, self._check_stall)
+        self._check_ceiling()
 
     def resume_writing(self) -> None:
+        self._writes_paused = False
+        self._update_reading()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
+
+    def _update_reading(self) -> None:
+        """Read from the client unless its messages or our unsent bytes pile up."""
+        pause = (self._inbox_full or self._writes_paused) and not self._lost
+        if pause != self._reading_paused and self.transport is not None:
+            self._reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     # incoming messages, one at a time
 
@@ -229,9 +258,9 @@ class WebSocketConnection(asyncio.Protocol):
             return True  # we are closing: what the client still sends is dropped
         self._inbox.append((message, len(data)))
         self._inbox_bytes += len(data)
-        if self._inbox_bytes > self.settings.max_message_bytes + 65536 and not self._reading_paused:
-            self._reading_paused = True
-            self._transport().pause_reading()
+        if self._inbox_bytes > self.settings.max_message_bytes + 65536 and not self._inbox_full:
+            self._inbox_full = True
+            self._update_reading()
         if self._draining is None:
             self._draining = asyncio.get_running_loop().create_task(self._drain())
         return True
@@ -241,15 +270,15 @@ class WebSocketConnection(asyncio.Protocol):
         while inbox:
             message, size = inbox.popleft()
             self._inbox_bytes -= size
-            if self._reading_paused and self._inbox_bytes <= 65536 and not self._lost:
-                self._reading_paused = False
-                self._transport().resume_reading()
+            if self._inbox_full and self._inbox_bytes <= 65536:
+                self._inbox_full = False
+                self._update_reading()
             if self._closed_by_us:
                 continue
             try:
                 await route.on_message(self, message)
             except Exception:
-                log.exception("%s: the message handler failed", self.request.path)
+                log.exception("%s: the message handler failed", self.log_name)
         self._draining = None
         if self._lost:
             self._tell_closed(*self._close_status())
@@ -277,6 +306,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an encoded, unmasked, uncompressed frame; written when the loop turns."""
+        if len(frame) > self._largest_frame:
+            self._largest_frame = len(frame)
         outgoing = self._outgoing
         if outgoing is not None:
             outgoing.append(frame)
@@ -289,6 +320,7 @@ class WebSocketConnection(asyncio.Protocol):
         if not self.is_open:
             return
         self.flush_frames()
+        self._largest_frame = max(self._largest_frame, len(data))
         if text:
             self.protocol.send_text(data)
         else:
@@ -299,6 +331,8 @@ class WebSocketConnection(asyncio.Protocol):
         frames, self._outgoing = self._outgoing, None
         if frames and self.is_open:
             self._transport().write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if self._writes_paused:
+                self._check_ceiling()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (after what was queued); drop the TCP connection if
@@ -360,7 +394,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         self._timer = None
-        log.info("%s: no pong within %gs; closing", self.request.path,
+        log.info("%s: no pong within %gs; closing", self.log_name,
                  self.settings.ping_timeout)
         self.fail(1011, "keepalive ping timeout")
 
@@ -373,8 +407,17 @@ class WebSocketConnection(asyncio.Protocol):
                 self.settings.send_stall_timeout, self._check_stall)
             return
         if self.is_open:
-            log.warning("%s: client read nothing of %d unsent bytes in %gs; closing (1013)",
-                        self.request.path, size, self.settings.send_stall_timeout)
+            log.warning("%s: client is not reading; closing (1013): it read nothing of its "
+                        "%d unsent bytes in %gs", self.log_name, size,
+                        self.settings.send_stall_timeout)
+            self.fail(CLOSE_TRY_AGAIN_LATER, "not reading fast enough")
+
+    def _check_ceiling(self) -> None:
+        size = self._transport().get_write_buffer_size()
+        ceiling = 4 * self.settings.max_send_buffer_bytes + self._largest_frame
+        if size > ceiling and self.is_open:
+            log.warning("%s: client is not reading; closing (1013): %d bytes unsent, more "
+                        "than four caps beyond its largest frame", self.log_name, size)
             self.fail(CLOSE_TRY_AGAIN_LATER, "not reading fast enough")
 
     def _cancel_timer(self) -> None:

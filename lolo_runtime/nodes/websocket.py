@@ -213,6 +213,7 @@ class WebSocketTrigger(Trigger):
         base["sessionId"] = session_id
         session = WebSocketSession(self, conn, session_id, base)
         conn.session = session
+        conn.log_name = f"session {session_id}"
         self._handshaking += 1
         try:
             await self.engine.fire(self, "req", dict(base), session)

@@ -44,7 +44,7 @@ async def main(url):
     # No keepalive of its own: the server's pings are what is under test.
     async with connect(url, compression=None, ping_interval=None) as ws:
         hello = json.loads(await ws.recv())
-        port = ws.transport.get_extra_info("sockname")[1]
+        port = ws.local_address[1]
         print(hello["yourConnectionId"], port, flush=True)
         await asyncio.sleep(3600)
 

@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.hardening.wire import (
     FLOWS,
+    WAIT,
     Chatter,
     RawClient,
     alive,
@@ -92,11 +93,13 @@ def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
                         await flooder.send(f"flood {i}")
                     except ConnectionClosed:
                         break
-                protocol = flooder.ws.protocol
-                await wait_until(lambda: protocol.close_rcvd is not None,
-                                 "the server's close frame")
-                assert protocol.close_rcvd is not None
-                code = protocol.close_rcvd.code
+                # Reading on until the connection ends: the close frame the library
+                # answered is in the exception it raises.
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(flooder.ws.recv(), WAIT)
+                assert closed.value.rcvd is not None, "closed without a close frame"
+                code = closed.value.rcvd.code
                 start = time.monotonic()
                 flooder_id = flooder.session_id
                 try:  # the flooder's answer is on its way: the server should now let go

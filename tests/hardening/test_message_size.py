@@ -35,10 +35,10 @@ def server() -> Iterator[LoloProcess]:
 
 async def closed_code(victim: Chatter) -> int | None:
     """Read until the server closes ``victim``; return the close code it sent."""
-    with pytest.raises(ConnectionClosed):
+    with pytest.raises(ConnectionClosed) as closed:
         while True:
             await asyncio.wait_for(victim.ws.recv(), WAIT)
-    received = victim.ws.protocol.close_rcvd
+    received = closed.value.rcvd
     assert received is not None, "closed without a close frame"
     return received.code
 

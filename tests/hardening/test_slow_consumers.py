@@ -93,12 +93,12 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
             # Cut off: it reads again at once, so that it is there to answer the close
             # frame. It gets what was queued before the cut, then 1013.
             got = 0
-            with pytest.raises(ConnectionClosed):
+            with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     await paused.recv()
                     got += 1
-            assert paused.ws.protocol.close_rcvd is not None
-            code = paused.ws.protocol.close_rcvd.code
+            assert closed.value.rcvd is not None
+            code = closed.value.rcvd.code
             await asyncio.wait_for(flooding, 60)
             await asyncio.wait_for(asyncio.gather(*readers), 60)
             flood_seconds = time.monotonic() - started
@@ -183,8 +183,8 @@ def test_many_paused_readers_at_once_keep_memory_bounded(server: LoloProcess) ->
     pid = server_pid(server)
 
     async def scenario() -> tuple[int, int, list[str]]:
-        paused = [await connect(server.url(), compression=None, ping_interval=None)
-                  for _ in range(20)]
+        paused = [await connect(server.url(), compression=None, ping_interval=None,
+                                close_timeout=0.5) for _ in range(20)]
         try:
             ids = [json.loads(await asyncio.wait_for(ws.recv(), WAIT))["yourConnectionId"]
                    for ws in paused]
@@ -197,10 +197,7 @@ def test_many_paused_readers_at_once_keep_memory_bounded(server: LoloProcess) ->
                 await still_chatting(sender, f1)
             return rss_before, rss_after, ids
         finally:
-            for ws in paused:
-                ws.transport.abort()
-            for ws in paused:
-                await ws.wait_closed()
+            await asyncio.gather(*(ws.close() for ws in paused))
 
     rss_before, rss_after, ids = asyncio.run(scenario())
     cut = [session for session in ids if slow_warning(server, session)]
