@@ -19,6 +19,8 @@ NODE_LOGGER = logging.getLogger("lolo.node")
 _SECRET_PATTERNS = (
     # ``lolo-api-key=...`` in a query string or header dump, in any case.
     re.compile(r"(?i)(lolo-api-key(?:%3D|=|['\"]?\s*[:=,]\s*['\"]?))[^&\s'\"]+"),
+    # ``Authorization: Bearer <token>``: whatever the token is.
+    re.compile(r"(?i)(bearer(?:\s|%20|\+)+)[^\s&'\",]+"),
     # A key on its own: ``lolo_<keyid>_<secret>``; keep the non-secret key id.
     re.compile(r"(lolo_[0-9a-f]{8}_)[A-Za-z0-9_\-]{16,}"),
 )

@@ -99,7 +99,7 @@ class Runtime:
             # most patient WebSocket trigger's open_timeout applies to every request.
             waits = [t.params.open_timeout for t in self._triggers
                      if hasattr(t.params, "open_timeout")]
-            limits = HttpLimits(head_timeout=max(waits, default=HttpLimits.head_timeout))
+            limits = HttpLimits(head_timeout=max(waits, default=HttpLimits().head_timeout))
             self.edge = Edge(limits, self.options.trusted_proxies, self._descriptor_limit())
         for trigger in self._triggers:
             await trigger.start(self)

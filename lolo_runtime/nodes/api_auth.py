@@ -1,6 +1,7 @@
 """``lolo/api-auth``: lets an event on only if it carries a valid ``lolo-api-key``.
 
-The key is read from the ``lolo-api-key`` query parameter or header. A valid key sets
+The key is read from the ``lolo-api-key`` query parameter or header, or from
+``Authorization: Bearer <key>``. A valid key sets
 ``ev["session"] = {"accountId": ..., "email": ...}`` and routes the event on; a missing
 or invalid one raises :class:`~lolo_runtime.errors.Reject` (401), which stops the chain
 and, for a WebSocket ``req`` event, refuses the handshake.
@@ -21,7 +22,8 @@ KEY_NAME = "lolo-api-key"
 
 
 def presented_key(ev: Event) -> str | None:
-    """The key a client sent, from the query string first, then the headers."""
+    """The key a client sent: the ``lolo-api-key`` query parameter, else that header,
+    else ``Authorization: Bearer <key>``."""
     for source in (ev.get("query"), ev.get("headers")):
         if isinstance(source, dict):
             value: Any = source.get(KEY_NAME)
@@ -29,6 +31,11 @@ def presented_key(ev: Event) -> str | None:
                 value = value[0] if value else None
             if isinstance(value, str) and value:
                 return value
+    headers = ev.get("headers")
+    if isinstance(headers, dict):
+        scheme, _, token = str(headers.get("authorization", "")).strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     return None
 
 
