@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
-from websockets.streams import StreamReader
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from lolo_runtime.nodes.wsframes import FrameCache, frame_header, payload_of
 
 
 def parse(data: bytes) -> Frame:
-    reader = StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    parser = Frame.parse(reader.read_exact, mask=False)
-    try:
-        next(parser)
-    except StopIteration as done:
-        frame: Frame = done.value
-        return frame
-    raise AssertionError("incomplete frame")
+    """Read ``data`` as a client of an open connection would (the Sans-I/O layer's
+    documented ``receive_data``/``events_received``)."""
+    client = ClientProtocol(parse_uri("ws://localhost/"), state=State.OPEN, max_size=None)
+    client.receive_data(data)
+    events = client.events_received()
+    assert len(events) == 1, f"expected one whole frame, got {events!r}"
+    frame = events[0]
+    assert isinstance(frame, Frame)
+    return frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
