@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -159,8 +160,11 @@ class ServerPool:
             self.running.remove(server)
         server.stop()
 
-    def start(self, name: str, command: str) -> RunningServer:
-        """Exec the server and time it until the first successful WebSocket handshake."""
+    def start(
+        self, name: str, command: str, probe: Callable[[int], bool] = probe_handshake
+    ) -> RunningServer:
+        """Exec the server and time it until ``probe(port)`` first succeeds (by default a
+        WebSocket handshake)."""
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         port = free_port()
         argv = build_argv(command, port, str(workdir / "bench.sqlite3"))
@@ -190,13 +194,13 @@ class ServerPool:
         server = RunningServer(name, argv, port, proc, workdir, _files=[out, err])
         self.running.append(server)
         deadline = t0 + self.ready_timeout
-        while not probe_handshake(port):
+        while not probe(port):
             server.check_alive()
             if time.perf_counter() > deadline:
                 tail = server.output_tail()
                 self.stop(server)
                 raise ServerError(
-                    f"{name} accepted no WebSocket handshake on port {port} within "
+                    f"{name} did not answer its readiness probe on port {port} within "
                     f"{self.ready_timeout:.0f} s\n--- stderr tail ---\n{tail}"
                 )
             time.sleep(0.005)
