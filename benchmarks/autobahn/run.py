@@ -8,6 +8,7 @@ needs Python 2.7).
 
     python benchmarks/autobahn/run.py                    # cases 1.* to 7.*
     python benchmarks/autobahn/run.py --cases 6.* --out /tmp/autobahn
+    python benchmarks/autobahn/run.py --compression --cases '12.*' '13.*'
 
 Exit status 0 when every case is OK, NON-STRICT or INFORMATIONAL (in both its behaviour and
 its closing behaviour), apart from the cases named with ``--allow`` (by default 7.1.5, the
@@ -31,16 +32,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 ECHO = ROOT / "tests" / "hardening" / "flows" / "echo.yaml"
+ECHO_DEFLATE = ROOT / "tests" / "hardening" / "flows" / "echo-deflate.yaml"
 WSTEST = HERE / ".venv" / "bin" / "wstest"
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 LISTENING = re.compile(r"Listening to port (\d+)")
 
 
-def start_server(state: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(state: Path, flow: Path = ECHO) -> tuple[subprocess.Popen[bytes], int]:
     script = shutil.which("lolo-run")
     command = [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
     proc = subprocess.Popen(
-        [*command, str(ECHO), "--host", "127.0.0.1", "--port", "0", "--state", str(state),
+        [*command, str(flow), "--host", "127.0.0.1", "--port", "0", "--state", str(state),
          "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
     )
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow", nargs="*", default=["7.1.5"],
                         help="case ids whose failure is known and accepted "
                         "(default: %(default)s)")
+    parser.add_argument("--compression", action="store_true",
+                        help="serve with permessage-deflate on (for cases 12.* and 13.*)")
     parser.add_argument("--wstest", type=Path, default=WSTEST)
     parser.add_argument("--out", type=Path, help="report directory (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for wstest")
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "reports"
         out.mkdir(parents=True, exist_ok=True)
-        proc, port = start_server(Path(tmp) / "state.sqlite3")
+        flow = ECHO_DEFLATE if args.compression else ECHO
+        proc, port = start_server(Path(tmp) / "state.sqlite3", flow)
         try:
             spec = {
                 "outdir": str(out),
