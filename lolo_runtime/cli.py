@@ -63,7 +63,8 @@ exit status: 0 after a clean shutdown or check, 1 when the app fails at run time
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("flow", metavar="FLOW", type=Path, help="the flow file (YAML)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: see below)")
+    parser.add_argument("--port", type=_port_number, metavar="N",
+                        help="port to listen on, 0 for any free one (default: see below)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
@@ -75,17 +76,31 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssl-certfile", type=Path, metavar="FILE",
                         help="serve HTTPS and WSS with this certificate chain (PEM)")
     parser.add_argument("--ssl-keyfile", type=Path, metavar="FILE",
-                        help="the certificate's private key (PEM; default: in --ssl-certfile)")
+                        help="the certificate's private key, unencrypted (PEM; omit it when "
+                        "--ssl-certfile holds the key too)")
     parser.add_argument("--proxy-headers", action="store_true",
-                        help="take the client's address and scheme from X-Forwarded-For and "
-                        "X-Forwarded-Proto when the connection comes from a trusted proxy")
+                        help="behind a reverse proxy: take the client's address (ev['peer']) "
+                        "and scheme (ev['scheme'] of HTTP triggers) from X-Forwarded-For and "
+                        "X-Forwarded-Proto, when the connection comes from a trusted proxy")
     parser.add_argument("--forwarded-allow-ips", metavar="LIST",
-                        help="comma-separated addresses or networks of trusted proxies, or "
-                        "'*' (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)")
+                        help="with --proxy-headers: the trusted proxies, as comma-separated "
+                        "addresses or networks, or '*' for any (default: "
+                        "$FORWARDED_ALLOW_IPS, else 127.0.0.1)")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop: uvloop when installed (auto), or the standard "
-                        "asyncio loop (default: %(default)s)")
+                        help="event loop: auto takes uvloop when it is installed, else "
+                        "asyncio; uvloop fails when it is not (default: %(default)s)")
     _add_state_option(parser, sync=True)
+
+
+def _port_number(text: str) -> int:
+    """``--port``: an int from 0 to 65535 (argparse reports the ValueError as usage)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+_port_number.__name__ = "port number"  # argparse says "invalid port number value: '70000'"
 
 
 def _add_state_option(parser: argparse.ArgumentParser, sync: bool = False) -> None:
@@ -211,16 +226,24 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
     env_port = environ.get("PORT")
     if env_port:
         try:
-            return int(env_port)
+            return _port_number(env_port)
         except ValueError:
-            raise SystemExit(f"lolo-run: $PORT must be a number, not {env_port!r}") from None
+            from lolo_runtime.serving import UsageError
+
+            raise UsageError(f"$PORT must be a port number from 0 to 65535, "
+                             f"not {env_port!r}") from None
     return flow.spec.port or DEFAULT_PORT
 
 
 def run_command(options: argparse.Namespace) -> int:
-    from lolo_runtime.edge.proxy import TrustedProxies
     from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
-    from lolo_runtime.serving import UsageError, choose_loop, ssl_context
+    from lolo_runtime.serving import (
+        UsageError,
+        choose_loop,
+        loop_name,
+        ssl_context,
+        trusted_proxies,
+    )
     from lolo_runtime.state import SQLiteBackend
 
     configure_logging(options.log_level, options.log_format)
@@ -232,14 +255,12 @@ def run_command(options: argparse.Namespace) -> int:
     try:
         context = ssl_context(options.ssl_certfile, options.ssl_keyfile)
         loop_factory = choose_loop(options.loop)
-        proxies = None
-        if options.proxy_headers:
-            allowed = options.forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS")
-            proxies = TrustedProxies((allowed or "127.0.0.1").split(","))
-    except (UsageError, ValueError) as exc:
+        proxies = trusted_proxies(options.proxy_headers, options.forwarded_allow_ips,
+                                  os.environ)
+        port = choose_port(options.port, os.environ, flow)
+    except UsageError as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_BAD_FLOW
-    port = choose_port(options.port, os.environ, flow)
     backend = SQLiteBackend(
         resolve_state_path(options.state, os.environ), synchronous=options.state_sync
     )
@@ -248,7 +269,8 @@ def run_command(options: argparse.Namespace) -> int:
     scheme = "https" if context is not None else "http"
 
     def listening(bound: int) -> None:
-        log.info("app %r listening on %s://%s:%d", flow.app, scheme, options.host, bound)
+        log.info("app %r listening on %s://%s:%d (%s event loop)", flow.app, scheme,
+                 options.host, bound, loop_name(asyncio.get_running_loop()))
         print(f"Listening to port {bound}", flush=True)
 
     try:

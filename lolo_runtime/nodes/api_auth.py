@@ -4,7 +4,9 @@ The key is read from the ``lolo-api-key`` query parameter or header, or from
 ``Authorization: Bearer <key>``. A valid key sets
 ``ev["session"] = {"accountId": ..., "email": ...}`` and routes the event on; a missing
 or invalid one raises :class:`~lolo_runtime.errors.Reject` (401), which stops the chain
-and, for a WebSocket ``req`` event, refuses the handshake.
+and, for a WebSocket ``req`` event, refuses the handshake; an HTTP trigger answers the
+request 401 (with ``WWW-Authenticate: Bearer``). Keys never reach the log: every log
+line is redacted (:mod:`lolo_runtime.logs`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,25 @@
 """``lolo/http-trigger``: each HTTP request starts a chain; ``emit("response", ...)`` answers.
 
+The event: ``method``, ``path`` (percent-decoded), ``routePath`` (the trigger's
+``params.path``), ``params`` (``/users/:id`` gives ``params["id"]``, a final ``*`` gives
+``params["*"]``), ``query``, ``headers`` (lower-case names), ``body``, ``rawBody`` (bytes),
+``sessionId`` (an id of its own for each request), ``peer`` (``host:port``, or the
+forwarded client address with ``--proxy-headers``) and ``scheme`` (``http``/``https``
+as the client used it).
+
+``body`` follows the ``Content-Type``: JSON is parsed, a urlencoded form becomes a dict
+(a repeated field, a list), ``text/*`` a str, anything else bytes; no body is None. A
+body that is not what its ``Content-Type`` says (JSON that does not parse, text not in
+its charset) is answered 400 before any chain runs.
+
 As on Lolo, the reply is ``ctx.emit("response", {"status", "headers", "body"})``: a dict
-or list body is sent as JSON, a str as text, bytes as ``application/octet-stream``.
+or list body is sent as JSON, a str as text, bytes as ``application/octet-stream``
+(unless ``headers`` sets ``content-type``); ``status`` defaults to 200. A response that
+cannot be sent (a header value that is not a str, a body that is not JSON...) raises
+TypeError in the handler that emitted it: logged with that node's id, answered 500.
 No response within ``timeout`` is answered 504; a handler that raises, 500 (no detail
-leaks); :class:`~lolo_runtime.errors.Reject` its own status. A JSON body that does not
-parse is answered 400 before any chain runs.
+leaks); :class:`~lolo_runtime.errors.Reject` its own status and reason. The first
+response wins; later ones are dropped.
 """
 
 from __future__ import annotations
@@ -16,9 +31,10 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lolo_runtime.edge.responses import HeaderError, check_headers, plain
+from lolo_runtime.edge.routes import PathPattern, PatternError
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
@@ -45,6 +61,16 @@ class HttpTriggerParams(BaseModel):
                            "response; then the client gets 504 (Lolo drops a request "
                            "after two minutes).")
 
+    @field_validator("path")
+    @classmethod
+    def _a_valid_pattern(cls, path: str) -> str:
+        # At load time, so that 'lolo-run check' reports it on the path's line.
+        try:
+            PathPattern.compile(path)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return path
+
 
 class HttpInvocation:
     """One request: the invocation behind its chain; the first response wins."""
@@ -63,32 +89,63 @@ class HttpInvocation:
         response = build_response(payload)  # raises in the handler that emitted
         if not self.answer.done():
             self.answer.set_result(response)
+        else:
+            log.debug("request %s: already answered; a later response is dropped",
+                      self.session_id)
 
     def fail(self, node_id: str, error: BaseException) -> None:
         if self.answer.done():
             return
-        if isinstance(error, Reject):
-            self.answer.set_result(plain(error.status, error.reason or None))
-        else:
-            self.answer.set_result(plain(500))
+        self.answer.set_result(failure_response(error))
+
+
+def failure_response(error: BaseException) -> HttpResponse:
+    """The answer to a chain that raised: a :class:`Reject`'s status and reason, else a
+    bare 500 (the exception's text is logged, never sent)."""
+    if not isinstance(error, Reject) or not 400 <= error.status <= 599:
+        return plain(500)
+    extra = [("www-authenticate", "Bearer")] if error.status == 401 else []
+    return plain(error.status, f"{error.reason}\n" if error.reason else None, *extra)
+
+
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 def build_response(payload: Any) -> HttpResponse:
-    """``{"status", "headers", "body"}`` to an HTTP response; wrong shapes raise TypeError."""
+    """``{"status", "headers", "body"}`` to an HTTP response; wrong shapes raise TypeError.
+
+    The messages start with ``emit('response', ...)``: the engine logs them with the id
+    of the node whose handler emitted.
+    """
     if not isinstance(payload, dict):
         raise TypeError("emit('response', ...) takes a dict such as "
                         f"{{'status': 200, 'body': ...}}, not {type(payload).__name__}")
+    unknown = sorted(str(key) for key in payload if key not in ("status", "headers", "body"))
+    if unknown:
+        raise TypeError(f"emit('response', ...): unknown key(s) {', '.join(map(repr, unknown))}"
+                        "; a response has 'status', 'headers' and 'body'")
     status = payload.get("status", 200)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise TypeError(f"response status must be an int from 100 to 599, not {status!r}")
-    raw_headers = payload.get("headers") or {}
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise TypeError("emit('response', ...): 'status' must be an int from 200 to 599, "
+                        f"not {status!r}")
+    raw_headers = payload.get("headers")
+    if raw_headers is None:
+        raw_headers = {}
     if not isinstance(raw_headers, dict):
-        raise TypeError("response headers must be a dict of strings")
-    headers = list(raw_headers.items())
+        raise TypeError("emit('response', ...): 'headers' must be a dict of strings, "
+                        f"not {type(raw_headers).__name__}")
+    for name, value in raw_headers.items():
+        if not isinstance(name, str):
+            raise TypeError(f"emit('response', ...): header name {name!r} must be a str, "
+                            f"not {type(name).__name__}")
+        if not isinstance(value, str):
+            raise TypeError(f"emit('response', ...): the value of header {name!r} must be "
+                            f"a str, not {type(value).__name__} ({value!r})")
+    headers: list[tuple[str, str]] = list(raw_headers.items())
     try:
         check_headers(headers)
     except HeaderError as exc:
-        raise TypeError(f"response {exc}") from None
+        raise TypeError(f"emit('response', ...): {exc}") from None
     names = {name.lower() for name, _ in headers}
     body = payload.get("body")
     if body is None:
@@ -99,10 +156,16 @@ def build_response(payload: Any) -> HttpResponse:
         data, kind = bytes(body), "application/octet-stream"
     else:
         try:
-            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"response body cannot be sent as JSON: {exc}") from None
+            raise TypeError(f"emit('response', ...): the body cannot be sent as JSON: {exc} "
+                            "(send a dict, list, str or bytes)") from None
         kind = "application/json"
+    if status in _NO_BODY_STATUSES:
+        if data:
+            raise TypeError(f"emit('response', ...): a {status} response has no body")
+        kind = None
     if kind is not None and "content-type" not in names:
         headers.append(("content-type", kind))
     return HttpResponse(status, headers, data)
@@ -113,7 +176,10 @@ class BadBody(ValueError):
 
 
 def parse_body(request: HttpRequest) -> Any:
-    """JSON to Python, a urlencoded form to a dict, text to str, anything else bytes."""
+    """JSON to Python, a urlencoded form to a dict, text to str, anything else bytes.
+
+    No body is None. A form field given more than once becomes a list, as in ``query``.
+    """
     raw = request.body
     if not raw:
         return None
@@ -126,9 +192,10 @@ def parse_body(request: HttpRequest) -> Any:
             raise BadBody(f"the body is not valid JSON: {exc}") from None
     if kind == "application/x-www-form-urlencoded":
         try:
-            form = parse_qs(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True)
-        except (UnicodeDecodeError, ValueError):
-            raise BadBody("the body is not a valid urlencoded form") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadBody("the form is not valid UTF-8") from None
+        form = parse_qs(text, keep_blank_values=True)
         return {k: v[0] if len(v) == 1 else v for k, v in form.items()}
     if kind.startswith("text/"):
         charset = "utf-8"
@@ -175,6 +242,7 @@ class HttpTrigger(Trigger):
         ev = request_fields(request)
         ev["sessionId"] = invocation.session_id
         ev["routePath"] = self.params.path
+        ev["scheme"] = request.scheme
         ev["body"] = body
         ev["rawBody"] = request.body
         chain = self._engine.fire(self, "out", ev, invocation)
@@ -183,7 +251,8 @@ class HttpTrigger(Trigger):
             return await asyncio.wait_for(asyncio.shield(invocation.answer),
                                           self.params.timeout)
         except TimeoutError:
-            log.warning("%s: no response within %gs to %s %s; answered 504", self.id,
-                        self.params.timeout, request.method, request.path,
-                        extra={"node": self.id, "session": invocation.session_id})
+            log.warning("trigger %r: no response within %gs to %s %s; answered 504",
+                        self.id, self.params.timeout, request.method, request.path,
+                        extra={"app": self._engine.app, "node": self.id,
+                               "session": invocation.session_id})
             return plain(504, "The app did not answer in time.\n")
