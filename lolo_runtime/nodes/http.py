@@ -242,7 +242,6 @@ class HttpTrigger(Trigger):
         ev = request_fields(request)
         ev["sessionId"] = invocation.session_id
         ev["routePath"] = self.params.path
-        ev["scheme"] = request.scheme
         ev["body"] = body
         ev["rawBody"] = request.body
         chain = self._engine.fire(self, "out", ev, invocation)

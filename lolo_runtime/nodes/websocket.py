@@ -158,6 +158,7 @@ def request_fields(request: HttpRequest) -> Event:
         "query": {k: v[0] if len(v) == 1 else v for k, v in parsed.items()},
         "params": dict(request.params),
         "peer": request.peer,
+        "scheme": request.scheme,
     }
 
 
