@@ -239,7 +239,7 @@ def _instantiate(
 
 def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> None:
     """Triggers share the app's port, so each URL path may have only one of them."""
-    claimed: dict[str, str] = {}
+    claimed: dict[str, tuple[str, str]] = {}
     visited: set[str] = set()
     for index, node_spec in enumerate(spec.nodes):
         node = nodes.get(node_spec.id)
@@ -249,12 +249,17 @@ def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
         path = node.http_path if isinstance(node, Trigger) else None
         if path is None:
             continue
-        if path in claimed:
+        # ``/users/:id`` and ``/users/:name`` match the same requests: the second could
+        # never be reached, so they count as one path.
+        shape = "/".join(":" if part.startswith(":") else part for part in path.split("/"))
+        if shape in claimed:
+            other_id, other_path = claimed[shape]
+            same = "is already served" if other_path == path else \
+                f"matches the same requests as {other_path!r}, served"
             report.add(("nodes", index, "params", "path"),
-                       f"node {node_spec.id!r}: path {path!r} is already served by node "
-                       f"{claimed[path]!r}")
+                       f"node {node_spec.id!r}: path {path!r} {same} by node {other_id!r}")
         else:
-            claimed[path] = node_spec.id
+            claimed[shape] = (node_spec.id, path)
 
 
 def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> list[Edge]:

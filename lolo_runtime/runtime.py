@@ -102,7 +102,12 @@ class Runtime:
             limits = HttpLimits(head_timeout=max(waits, default=HttpLimits().head_timeout))
             self.edge = Edge(limits, self.options.trusted_proxies, self._descriptor_limit())
         for trigger in self._triggers:
-            await trigger.start(self)
+            try:
+                await trigger.start(self)
+            except Exception as exc:
+                raise StartupError(
+                    f"node {trigger.id!r}: could not start: {type(exc).__name__}: {exc}"
+                ) from exc
         if self.edge is not None:
             self.listener = Listener(self.edge, self.options.host, self.options.port,
                                      self.options.ssl_context)
