@@ -2,19 +2,19 @@
 
 Every connection is a descriptor. At start the soft ``RLIMIT_NOFILE`` is raised to the
 hard limit. While serving, a few descriptors are kept back (the state store, log files,
-modules imported late): a handshake that would eat into them is refused with 503 before
-any app code runs, and when ``accept`` itself fails for lack of descriptors, one spare
-descriptor is given up for a moment to accept the client and tell it 503.
+modules imported late): a connection that would eat into them is told 503 and closed as
+soon as it is accepted (and a WebSocket handshake is checked again before any app code
+runs), and when ``accept`` itself fails for lack of descriptors, one spare descriptor is
+given up for a moment to accept the client and tell it 503.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-try:
+if sys.platform != "win32":
     import resource
-except ImportError:  # not on POSIX
-    resource = None  # type: ignore[assignment]
 
 RESERVED_DESCRIPTORS = 64
 """Descriptors never used for connections: the store, logs, late imports, the spare."""
@@ -22,7 +22,7 @@ RESERVED_DESCRIPTORS = 64
 
 def raise_descriptor_limit() -> int | None:
     """Raise the soft limit to the hard one; return the limit now in force."""
-    if resource is None:
+    if sys.platform == "win32":  # no RLIMIT_NOFILE
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:

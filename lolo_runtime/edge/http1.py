@@ -2,9 +2,14 @@
 
 Requests are answered in the order they arrived (pipelining), one at a time; a client
 that pipelines more than ``max_pipelined`` requests stops being read until answers go
-out. Limits are answered before any route runs: request line 414, headers 431, body 413,
-a head not finished within ``head_timeout`` 408, an unknown path 404, a wrong method 405
-with ``Allow``. A WebSocket upgrade, once its turn comes, is handed to
+out. Limits are answered before any route runs: request line 414, headers 431 (also
+while a header line is still arriving: httptools buffers a header until its line ends),
+body 413, a head not finished within ``head_timeout`` 408 (counted from when the
+connection is idle: a head that arrives behind a slow answer gets its full time after
+that answer), a body from which nothing arrives for ``head_timeout`` 408 (a slow upload
+that keeps sending is fine), an unknown path 404, a wrong method 405 with ``Allow`` (on
+a WebSocket path anything but GET). A client that half-closes gets its answers, then the
+connection closes. A WebSocket upgrade, once its turn comes, is handed to
 :func:`lolo_runtime.edge.upgrade.upgrade`, which takes the transport over.
 """
 
@@ -19,7 +24,14 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from lolo_runtime.edge.responses import CONTINUE, HeaderError, check_headers, plain, response_head
+from lolo_runtime.edge.responses import (
+    CONTINUE,
+    HeaderError,
+    carries_body,
+    check_headers,
+    plain,
+    response_head,
+)
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -48,7 +60,7 @@ class _Stop(Exception):
 class _Incoming:
     """The request being parsed."""
 
-    __slots__ = ("body", "body_size", "entry", "header_bytes", "headers", "max_body",
+    __slots__ = ("body", "body_size", "entry", "fed", "header_bytes", "headers", "max_body",
                  "raw_headers", "refusal", "request", "url")
 
     def __init__(self) -> None:
@@ -62,6 +74,8 @@ class _Incoming:
         self.entry: RouteEntry | None = None
         self.refusal: HttpResponse | None = None
         self.request: HttpRequest | None = None
+        self.fed = 0
+        """Bytes fed to the parser while this head was unfinished (whole reads only)."""
 
 
 @dataclass(slots=True)
@@ -96,6 +110,8 @@ class HttpConnection(asyncio.Protocol):
         self._trailing = bytearray()  # bytes after an upgrade request: the WebSocket's
         self._continue_wanted = False
         self._handed_over = False
+        self._eof = False  # the client half-closed: answer what was asked, then close
+        self._last_read = 0.0  # loop time of the last bytes received
 
     # asyncio callbacks
 
@@ -122,6 +138,8 @@ class HttpConnection(asyncio.Protocol):
             if self._upgrading and len(self._trailing) < _MAX_EARLY_BYTES:
                 self._trailing += data  # frames sent before our 101: the WebSocket's
             return
+        unfinished = self._incoming
+        self._last_read = asyncio.get_running_loop().time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -133,10 +151,15 @@ class HttpConnection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError:
             self._refuse_and_close(plain(400, "Malformed HTTP request.\n"))
+        else:
+            if (unfinished is not None and unfinished is self._incoming
+                    and unfinished.request is None):
+                self._count_head_bytes(unfinished, len(data))
         self._run_next()
 
     def eof_received(self) -> bool | None:
         # A client may half-close after its last request and still read the answers.
+        self._eof = True
         if not self._pending and self._serving is None:
             return None  # close now
         return True
@@ -180,7 +203,7 @@ class HttpConnection(asyncio.Protocol):
                               self.parser.get_http_version())
         incoming.request = request
         has_body = _has_body(request)
-        found = self.edge.find_route(path)
+        found = self.edge.find_route((url.path or b"/").decode("latin-1"))
         if found is None:
             incoming.refusal = plain(404, "Nothing is served at this path.\n")
         else:
@@ -199,14 +222,20 @@ class HttpConnection(asyncio.Protocol):
                     length = request.header("content-length")
                     if length is not None and length.isdigit() and int(length) > incoming.max_body:
                         incoming.refusal = plain(413, "Request body too large.\n")
+            elif method != "GET":
+                incoming.refusal = plain(405, "A WebSocket handshake is a GET.\n",
+                                         ("allow", "GET"))
             elif has_body:
                 incoming.refusal = plain(400, "A WebSocket handshake has no body.\n")
         if incoming.refusal is not None and has_body:
             self._refuse_now(incoming, incoming.refusal)
-        elif (incoming.refusal is None and has_body
-              and (request.header("expect") or "").lower() == "100-continue"):
-            self._continue_wanted = True
-            self._maybe_continue()
+        else:
+            if (incoming.refusal is None and has_body
+                    and (request.header("expect") or "").lower() == "100-continue"):
+                self._continue_wanted = True
+                self._maybe_continue()
+            if has_body and not self._pending and self._serving is None:
+                self._arm(self.limits.head_timeout, self._body_timed_out)
 
     def on_body(self, body: bytes) -> None:
         incoming = self._expect()
@@ -217,6 +246,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         incoming = self._expect()
+        if incoming.request is not None and self._timer is not None:
+            self._disarm()  # the body timer
         self._incoming = None
         self._continue_wanted = False
         request = incoming.request
@@ -248,11 +279,24 @@ class HttpConnection(asyncio.Protocol):
             self._paused = False
             self._transport().resume_reading()
         self._maybe_continue()
-        if self._serving is None and not self._pending and self._incoming is None:
-            if (self._stop_parsing and not self._handed_over) or self.edge.stopping:
+        if self._serving is None and not self._pending and not self._closed:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Everything asked is answered: close, or wait for the next head."""
+        incoming = self._incoming
+        if incoming is None:
+            if ((self._stop_parsing and not self._handed_over) or self.edge.stopping
+                    or self._eof):
                 self._close()
-            elif self._timer is None and not self._closed:
+            elif self._timer is None:
                 self._arm(self.limits.keep_alive_timeout, self._close)
+        elif self._timer is None:
+            # A head or body that began while an answer was on its way: its time starts now.
+            if incoming.request is None:
+                self._arm(self.limits.head_timeout, self._head_timed_out)
+            else:
+                self._arm(self.limits.head_timeout, self._body_timed_out)
 
     async def _serve(self, item: _Item) -> None:
         assert item.entry is not None and item.entry.http is not None
@@ -266,6 +310,10 @@ class HttpConnection(asyncio.Protocol):
         except Exception:
             log.exception("%s %s: the route failed", item.request.method, item.request.path)
             response = plain(500)
+        if response.status < 200:
+            log.error("%s %s: cannot send the response: status %d is informational, not "
+                      "an answer", item.request.method, item.request.path, response.status)
+            response = plain(500)
         self._serving = None
         if self._closed:
             self.edge.connection_closed(self)
@@ -276,8 +324,11 @@ class HttpConnection(asyncio.Protocol):
     def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
         keep_alive = keep_alive and not self.edge.stopping and not (
             self._stop_parsing and not self._pending)
-        body = b"" if request.method == "HEAD" else response.body
-        head = response_head(response, len(response.body), keep_alive)
+        body = b"" if request.method == "HEAD" or not carries_body(response.status) \
+            else response.body
+        # An HTTP/1.0 client closes unless told the connection stays open.
+        head = response_head(response, len(response.body), keep_alive,
+                             announce_keep_alive=request.http_version == "1.0")
         transport = self._transport()
         transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
@@ -308,6 +359,12 @@ class HttpConnection(asyncio.Protocol):
         lines.append(b"\r\n")
         return b"".join(lines)
 
+    def _count_head_bytes(self, incoming: _Incoming, size: int) -> None:
+        """httptools buffers a header line until it ends: bound what it may hold."""
+        incoming.fed += size
+        if incoming.fed > self.limits.max_request_line + self.limits.max_header_bytes + 1024:
+            self._refuse_and_close(plain(431, "Request headers too large.\n"))
+
     def _maybe_continue(self) -> None:
         if self._continue_wanted and self._serving is None and not self._pending:
             self._continue_wanted = False
@@ -334,6 +391,18 @@ class HttpConnection(asyncio.Protocol):
                 self._run_next()
             return
         self._close()
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        incoming = self._incoming
+        if incoming is None or self._pending or self._serving is not None:
+            return  # done, or not its turn yet: _idle arms the timer again
+        quiet = asyncio.get_running_loop().time() - self._last_read
+        if quiet < self.limits.head_timeout:  # it is still sending
+            self._arm(self.limits.head_timeout - quiet, self._body_timed_out)
+            return
+        self._refuse_and_close(plain(408, "Request body not received in time.\n"))
+        self._run_next()
 
     def _expect(self) -> _Incoming:
         if self._incoming is None:

@@ -3,7 +3,8 @@
 :class:`Edge` is what every connection of the listener shares (the routes, limits,
 the write batcher, the set of live connections); :class:`Listener` owns the sockets
 and the accept loop. Accepting by hand (rather than ``loop.create_server``) is what lets
-a lack of file descriptors be answered with 503 and logged once per interval.
+a connection past the descriptor budget, or a lack of file descriptors, be answered with
+503 as it is accepted, and logged once per interval.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
                 b"content-length: 21\r\nconnection: close\r\n\r\nServer is too busy.\r\n")
 WARN_INTERVAL = 10.0
+SPARELESS_PAUSE = 0.1
+"""Seconds the listener stops accepting when out of descriptors and without its spare."""
 
 
 class ListenError(LoloError):
@@ -57,6 +60,8 @@ class Edge:
         self.connections: set[Any] = set()
         self.stopping = False
         self.connection_budget = connection_budget(descriptor_limit)
+        self._budget_warned: float | None = None
+        self._budget_refusals = 0
         self._all_closed: asyncio.Event | None = None
 
     def add_http(self, path: str, route: HttpRoute) -> None:
@@ -65,8 +70,9 @@ class Edge:
     def add_websocket(self, path: str, route: WebSocketRoute) -> None:
         self.routes.add(path, RouteEntry(path, websocket=route))
 
-    def find_route(self, path: str) -> tuple[RouteEntry, dict[str, str]] | None:
-        return self.routes.find(path)
+    def find_route(self, raw_path: str) -> tuple[RouteEntry, dict[str, str]] | None:
+        """The route for the path as sent (percent-encoded), and its decoded params."""
+        return self.routes.find_encoded(raw_path)
 
     def client_address(self, peer: tuple[str, int] | None, scheme: str,
                        headers: list[tuple[str, str]]) -> tuple[str | None, str]:
@@ -74,13 +80,24 @@ class Edge:
             return format_peer(peer), scheme
         return self.proxies.client(peer[0], peer[1], scheme, headers)
 
-    def descriptor_refusal(self) -> HttpResponse | None:
+    def descriptor_refusal(self, accepting: int = 0) -> HttpResponse | None:
+        """503 when one more connection would eat into the reserved descriptors (said in
+        the log once per ``WARN_INTERVAL``, with how many were refused meanwhile).
+        ``accepting``: connections accepted but not yet open (not in ``connections``)."""
         budget = self.connection_budget
-        if budget is not None and len(self.connections) >= budget:
-            log.warning("refusing a WebSocket client: %d connections use the descriptors "
-                        "this process may open", len(self.connections))
-            return plain(503, "Server is too busy.\n")
-        return None
+        in_use = len(self.connections) + accepting
+        if budget is None or in_use < budget:
+            return None
+        self._budget_refusals += 1
+        now = time.monotonic()
+        if self._budget_warned is None or now - self._budget_warned >= WARN_INTERVAL:
+            log.warning("refusing connections with 503: %d connections use the "
+                        "descriptors this process may open (%d refused since the last "
+                        "warning); raise 'ulimit -n' or lower max_connections",
+                        in_use, self._budget_refusals)
+            self._budget_warned = now
+            self._budget_refusals = 0
+        return plain(503, "Server is too busy.\n")
 
     def connection_opened(self, conn: Any) -> None:
         self.connections.add(conn)
@@ -165,6 +182,10 @@ class Listener:
                     log.warning("accept failed: %s", exc)
                 return
             sock.setblocking(False)
+            if self.edge.descriptor_refusal(accepting=len(self._tasks)) is not None:
+                # Its descriptor would come out of the reserve: let it go at once.
+                self._refuse(sock)
+                continue
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._serve(sock))
@@ -193,21 +214,40 @@ class Listener:
             self._starving_since = now
             self._refused_while_starving = 0
         if not self._spare.release():
+            # No spare to trade: stop polling a socket we cannot accept from for a moment,
+            # rather than spin on it.
+            self._pause_accepting(listening, SPARELESS_PAUSE)
             return
         try:
             sock, _ = listening.accept()
         except OSError:
             pass
         else:
-            try:
-                sock.setblocking(False)
-                sock.send(_REFUSAL_503)
-            except OSError:
-                pass
-            sock.close()
+            sock.setblocking(False)
+            self._refuse(sock)
             self._refused_while_starving += 1
         finally:
             self._spare.take()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Tell a just-accepted client 503 (in plain HTTP; a TLS client is just closed)."""
+        try:
+            if self.ssl_context is None:
+                sock.send(_REFUSAL_503)
+            sock.recv(65536)  # what the client sent: closing over unread bytes resets
+        except OSError:
+            pass
+        sock.close()
+
+    def _pause_accepting(self, listening: socket.socket, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(listening.fileno())
+
+        def resume() -> None:
+            if listening in self.sockets:
+                loop.add_reader(listening.fileno(), self._accept, listening)
+
+        loop.call_later(seconds, resume)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting; close every connection; abort what is left after ``timeout``."""

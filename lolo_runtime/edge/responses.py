@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -11,10 +12,12 @@ from lolo_runtime.edge.types import HttpResponse
 SERVER_NAME = "lolo-runtime"
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class HeaderError(ValueError):
-    """A response header that cannot be sent (not a string, or holding CR/LF)."""
+    """A response header that cannot be sent (not a string, not a token, holding CR/LF)."""
 
 
 class _DateCache:
@@ -38,25 +41,37 @@ _dates = _DateCache()
 
 
 def check_headers(headers: list[tuple[str, str]]) -> None:
-    """Refuse header names or values that would break the response (or inject one)."""
+    """Refuse header names or values that would break the response (or inject one): a
+    name must be an RFC 9110 token; a value may hold no control character but tab, and
+    only latin-1 text."""
     for name, value in headers:
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise HeaderError(f"header {name!r}: names and values must be strings, "
-                              f"not {type(value).__name__}")
-        if not name or _FORBIDDEN_IN_HEADERS.intersection(name) or ":" in name or " " in name:
+        for part in (name, value):
+            if not isinstance(part, str):
+                raise HeaderError(f"header {name!r}: names and values must be strings, "
+                                  f"not {type(part).__name__}")
+        if _TOKEN.fullmatch(name) is None:
             raise HeaderError(f"header name {name!r} is not a valid HTTP header name")
         if _FORBIDDEN_IN_HEADERS.intersection(value):
             raise HeaderError(f"header {name!r}: value holds a line break or NUL")
+        if _CONTROL.search(value) is not None:
+            raise HeaderError(f"header {name!r}: value holds a control character")
         try:
-            (name + value).encode("latin-1")
+            value.encode("latin-1")
         except UnicodeEncodeError:
             raise HeaderError(f"header {name!r}: only latin-1 text can be sent in a header "
                               "(percent-encode the rest)") from None
 
 
-def response_head(response: HttpResponse, body_length: int, keep_alive: bool) -> bytes:
+def carries_body(status: int) -> bool:
+    """Whether a response with ``status`` carries a body (1xx, 204 and 304 never do)."""
+    return status >= 200 and status not in (204, 304)
+
+
+def response_head(response: HttpResponse, body_length: int, keep_alive: bool,
+                  announce_keep_alive: bool = False) -> bytes:
     """Status line and headers; ``Content-Length``, ``Date``, ``Server`` and ``Connection``
-    are the edge's to set, so a route's own values for them are dropped."""
+    are the edge's to set, so a route's own values for them are dropped.
+    ``announce_keep_alive``: say ``Connection: keep-alive`` (what HTTP/1.0 needs)."""
     status = response.status
     lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n"
              f"date: {_dates.now()}\r\nserver: {SERVER_NAME}\r\n"]
@@ -65,10 +80,12 @@ def response_head(response: HttpResponse, body_length: int, keep_alive: bool) ->
         if lowered in ("content-length", "date", "server", "connection", "transfer-encoding"):
             continue
         lines.append(f"{name}: {value}\r\n")
-    if status >= 200 and status not in (204, 304):
+    if carries_body(status):
         lines.append(f"content-length: {body_length}\r\n")
     if not keep_alive:
         lines.append("connection: close\r\n")
+    elif announce_keep_alive:
+        lines.append("connection: keep-alive\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
 

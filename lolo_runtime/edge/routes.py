@@ -4,6 +4,11 @@ A pattern is a path whose segments may be ``:name`` (one segment, captured) and 
 last segment may be ``*`` (the rest of the path, captured as ``"*"``, possibly empty).
 When several routes match, the most specific wins: segment by segment, a literal beats
 ``:name``, which beats ``*``.
+
+The edge routes the path as it came on the request line (:meth:`RouteTable.find_encoded`):
+it splits on ``/`` first and percent-decodes each segment after, so an encoded slash
+(``%2F``) stays inside its segment (``/users/a%2Fb`` gives ``id`` ``"a/b"``, as Express
+does) instead of adding one.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from urllib.parse import unquote
 
 R = TypeVar("R")
 
@@ -103,13 +109,22 @@ class RouteTable(Generic[R]):
 
     def find(self, path: str) -> tuple[R, dict[str, str]] | None:
         """The route for the decoded ``path`` and its params, or None."""
-        route = self._exact.get(path)
-        if route is not None:
-            return route, {}
-        if self._patterns:
-            parts = path.split("/")[1:]
-            for pattern, candidate in self._patterns:
-                params = pattern.match(parts)
-                if params is not None:
-                    return candidate, params
+        return self._find(path.split("/")[1:]) if path.startswith("/") else None
+
+    def find_encoded(self, raw_path: str) -> tuple[R, dict[str, str]] | None:
+        """The route for ``raw_path`` as sent (still percent-encoded) and its decoded
+        params, or None: split on ``/``, then each segment decoded."""
+        if not raw_path.startswith("/"):
+            return None  # '*' (OPTIONS *) names no route
+        return self._find([unquote(part, errors="replace") for part in raw_path.split("/")[1:]])
+
+    def _find(self, parts: list[str]) -> tuple[R, dict[str, str]] | None:
+        if not any("/" in part for part in parts):  # a decoded '/' never equals a literal
+            route = self._exact.get("/" + "/".join(parts))
+            if route is not None:
+                return route, {}
+        for pattern, candidate in self._patterns:
+            params = pattern.match(parts)
+            if params is not None:
+                return candidate, params
         return None

@@ -1,10 +1,11 @@
 """From an HTTP request on a WebSocket path to a :class:`WebSocketConnection`.
 
-Everything here happens before any app code runs: the method, the handshake headers
-(the websockets library's ``ServerProtocol.accept`` checks the key, the version, the
-Origin allowlist and extensions), then the route's limits and the descriptor headroom.
-A request that fails any of them gets its status (405, 400, 426, 403, 503) and the
-connection is closed.
+Everything here happens before any app code runs: the method, the protocol version
+(anything but 13 gets 426 with ``Sec-WebSocket-Version: 13``, as RFC 6455 4.2.2 asks;
+the library would answer 400 without the header), the other handshake headers (the
+websockets library's ``ServerProtocol.accept`` checks the key, the Origin allowlist and
+extensions), then the route's limits and the descriptor headroom. A request that fails
+any of them gets its status (405, 400, 426, 403, 503) and the connection is closed.
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lolo.websocket")
 
+WEBSOCKET_VERSION = "13"
+
 
 def upgrade(edge: Edge, transport: asyncio.Transport, route: WebSocketRoute,
             request: HttpRequest, raw_head: bytes, early: bytes) -> None:
     """Validate the handshake in ``raw_head``; refuse it, or hand the transport over."""
     if request.method != "GET":
         _answer(transport, plain(405, "A WebSocket handshake is a GET.\n", ("allow", "GET")))
+        return
+    if _asks_for_websocket(request) and (
+            (request.header("sec-websocket-version") or "").strip() != WEBSOCKET_VERSION):
+        log.info("%s: refused a handshake with 426: Sec-WebSocket-Version %r", request.path,
+                 request.header("sec-websocket-version"))
+        _answer(transport, plain(426, "This server speaks WebSocket version 13 only.\n",
+                                 ("upgrade", "websocket"),
+                                 ("sec-websocket-version", WEBSOCKET_VERSION)))
         return
     settings = route.ws_settings
     origins = None if settings.origins is None else [Origin(o) for o in settings.origins]
@@ -58,6 +69,11 @@ def upgrade(edge: Edge, transport: asyncio.Transport, route: WebSocketRoute,
     conn = WebSocketConnection(edge, route, protocol, response, request)
     transport.set_protocol(conn)
     conn.attach(transport, early)
+
+
+def _asks_for_websocket(request: HttpRequest) -> bool:
+    upgrade = request.header("upgrade") or ""
+    return any(token.strip().lower() == "websocket" for token in upgrade.split(","))
 
 
 def _answer(transport: asyncio.Transport, response: HttpResponse) -> None:

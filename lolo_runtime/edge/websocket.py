@@ -12,11 +12,13 @@ What this layer owns:
 * **Writes.** Frames a route queues with :meth:`send_frame` during one loop turn are
   written with one ``transport.write`` when the loop turns (:class:`WriteBatcher`).
 * **Backpressure judged by progress.** Past ``max_send_buffer_bytes`` unread, a client
-  must drain some of it in every ``send_stall_timeout`` window; one that drains nothing
-  in a whole window is closed with 1013. A client that reads gets frames of any size;
-  one that falls further behind than four caps beyond the largest frame it was sent is
-  closed at once (memory stays bounded whatever the traffic). While over the cap, the
-  client's own data is not read (so pings cannot pile up pongs).
+  must take some of what waits for it (in our buffer or the kernel's send queue, see
+  ``sendqueue.py``) in every ``send_stall_timeout`` window, however much more was queued
+  for it meanwhile; one that takes nothing in a whole window is closed with 1013. A
+  client that reads gets frames of any size; one that falls further behind than four
+  caps beyond the largest frame it was sent is closed at once (memory stays bounded
+  whatever the traffic). While over the cap, the client's own data is not read (so pings
+  cannot pile up pongs).
 * **Exactly one** ``on_close`` per ``on_handshake``, after the last ``on_message``.
 """
 
@@ -28,12 +30,13 @@ from collections import deque
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from lolo_runtime.edge.responses import plain
+from lolo_runtime.edge.sendqueue import kernel_unsent
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
 
 if TYPE_CHECKING:
@@ -106,7 +109,11 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None  # open timeout, then ping/pong
         self._close_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_mark = 0
+        self._stall_mark = 0  # unsent bytes at the last stall check
+        self._stall_queued = 0  # self._queued then
+        self._progress_at = 0.0  # loop time the client was last seen taking data
+        self._queued = 0  # bytes ever handed to the transport
+        self._fd: int | None = None  # the socket's, to ask the kernel what it holds
         self._outgoing: list[bytes] | None = None
         self._lost = False
         self._closed_by_us = False
@@ -117,6 +124,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def attach(self, transport: asyncio.Transport, early: bytes) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else None
         self._early += early
         transport.set_write_buffer_limits(high=self.settings.max_send_buffer_bytes)
         self.edge.connection_opened(self)
@@ -174,15 +183,17 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         protocol.receive_data(data)
         for frame in protocol.events_received():
+            if not isinstance(frame, Frame):
+                continue  # the handshake request was consumed by upgrade()
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    if not self._deliver(opcode, frame.data):
+                    if not self._deliver(opcode, _as_bytes(frame.data)):
                         break
                 else:
-                    self._fragment_opcode, self._fragments = opcode, [frame.data]
+                    self._fragment_opcode, self._fragments = opcode, [_as_bytes(frame.data)]
             elif opcode is Opcode.CONT:
-                self._fragments.append(frame.data)
+                self._fragments.append(_as_bytes(frame.data))
                 if len(self._fragments) > MAX_FRAGMENTS:
                     self.fail(1009, f"more than {MAX_FRAGMENTS} fragments in one message")
                     break
@@ -219,9 +230,10 @@ class WebSocketConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writes_paused = True
         self._update_reading()
-        self._stall_mark = self._transport().get_write_buffer_size()
-        self._stall_timer = asyncio.get_running_loop().call_later(
-            self.settings.send_stall_timeout, self._check_stall)
+        loop = asyncio.get_running_loop()
+        self._progress_at = loop.time()
+        self._mark_stall_check(self._unsent())
+        self._stall_timer = loop.call_later(self._stall_check_interval, self._check_stall)
         self._check_ceiling()
 
     def resume_writing(self) -> None:
@@ -330,7 +342,9 @@ class WebSocketConnection(asyncio.Protocol):
     def flush_frames(self) -> None:
         frames, self._outgoing = self._outgoing, None
         if frames and self.is_open:
-            self._transport().write(frames[0] if len(frames) == 1 else b"".join(frames))
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            self._queued += len(data)
+            self._transport().write(data)
             if self._writes_paused:
                 self._check_ceiling()
 
@@ -362,6 +376,7 @@ class WebSocketConnection(asyncio.Protocol):
             if data == _SEND_EOF:
                 transport.close()  # after what is buffered; see _close_timer
             elif not transport.is_closing():
+                self._queued += len(data)
                 transport.write(data)
         if self._close_timer is None and self.protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(
@@ -398,16 +413,36 @@ class WebSocketConnection(asyncio.Protocol):
                  self.settings.ping_timeout)
         self.fail(1011, "keepalive ping timeout")
 
+    @property
+    def _stall_check_interval(self) -> float:
+        # Looked at four times a window: the client's kernel taking its fill just after
+        # the pause counts as progress only until a quarter window later, not a whole one.
+        return self.settings.send_stall_timeout / 4
+
+    def _mark_stall_check(self, unsent: int) -> None:
+        self._stall_mark = unsent
+        self._stall_queued = self._queued
+
+    def _unsent(self) -> int:
+        """Bytes the client has not taken yet: our buffer and the kernel's send queue."""
+        if self._lost:
+            return 0
+        return self._transport().get_write_buffer_size() + kernel_unsent(self._fd)
+
     def _check_stall(self) -> None:
         self._stall_timer = None
-        size = self._transport().get_write_buffer_size()
-        if size < self._stall_mark:
-            self._stall_mark = size
-            self._stall_timer = asyncio.get_running_loop().call_later(
-                self.settings.send_stall_timeout, self._check_stall)
+        loop = asyncio.get_running_loop()
+        size = self._unsent()
+        # Progress is what the client took, not whether the backlog shrank: frames queued
+        # meanwhile may outweigh what a client that does read took.
+        if self._stall_mark + (self._queued - self._stall_queued) - size > 0:
+            self._progress_at = loop.time()
+        self._mark_stall_check(size)
+        if loop.time() - self._progress_at < self.settings.send_stall_timeout:
+            self._stall_timer = loop.call_later(self._stall_check_interval, self._check_stall)
             return
         if self.is_open:
-            log.warning("%s: client is not reading; closing (1013): it read nothing of its "
+            log.warning("%s: client is not reading; closing (1013): it took nothing of its "
                         "%d unsent bytes in %gs", self.log_name, size,
                         self.settings.send_stall_timeout)
             self.fail(CLOSE_TRY_AGAIN_LATER, "not reading fast enough")
@@ -431,3 +466,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """A frame's payload as bytes (the library types it as any bytes-like object)."""
+    return data if isinstance(data, bytes) else bytes(data)
