@@ -190,7 +190,9 @@ def test_anchors_and_merge_keys() -> None:
 def test_the_chat_app_loads() -> None:
     flow = load_flow(CHAT, environ=NO_ENV)
     assert flow.app == "chat"
-    assert list(flow.nodes) == ["ws", "page", "process-request", "affirm-connection", "handle-messages"]
+    assert list(flow.nodes) == [
+        "ws", "page", "process-request", "affirm-connection", "handle-messages"
+    ]
     assert list(flow.nodes["process-request"].in_ports) == ["req", "msg", "close"]
     assert flow.table.targets("ws", "message") == (("process-request", "msg"),)
     assert flow.table.targets("process-request", "msg") == (("handle-messages", "in"),)

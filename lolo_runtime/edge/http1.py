@@ -431,7 +431,14 @@ class HttpConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """The server is stopping: close when idle, else after the answer in progress."""
         if self._serving is None and not self._pending:
-            self._close()
+            if self.scheme == "https" and self.transport is not None:
+                # A TLS close waits for the client's close_notify, which an idle
+                # keep-alive client never sends: with nothing owed, just drop it.
+                self._disarm()
+                self._closed = True
+                self.transport.abort()
+            else:
+                self._close()
 
 
 def _has_body(request: HttpRequest) -> bool:

@@ -33,6 +33,7 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
                 b"content-length: 21\r\nconnection: close\r\n\r\nServer is too busy.\r\n")
 WARN_INTERVAL = 10.0
+TLS_SHUTDOWN_TIMEOUT = 2.0
 SPARELESS_PAUSE = 0.1
 """Seconds the listener stops accepting when out of descriptors and without its spare."""
 
@@ -198,7 +199,9 @@ class Listener:
             await loop.connect_accepted_socket(
                 lambda: HttpConnection(self.edge), sock, ssl=self.ssl_context,
                 ssl_handshake_timeout=self.edge.http_limits.head_timeout if self.ssl_context
-                else None)
+                else None,
+                # A client that never answers our TLS close_notify is let go after this.
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if self.ssl_context else None)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.debug("connection dropped before it was served: %s", exc)
             sock.close()

@@ -162,8 +162,6 @@ def test_a_certificate_file_holding_the_key_too_is_enough(
         assert fetch_tls(server.port, trusting(cert), "GET", "/echo").status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="edge bug: an idle keep-alive TLS connection is "
-                   "closed with close_notify and waited on until --shutdown-timeout")
 def test_an_idle_https_client_does_not_hold_up_shutdown(
         certificate: tuple[Path, Path], tmp_path: Path) -> None:
     cert, key = certificate
