@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote_to_bytes
@@ -102,7 +103,12 @@ class HttpConnection(asyncio.Protocol):
         self._incoming: _Incoming | None = None
         self._pending: deque[_Item] = deque()
         self._serving: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        # One lazy timer: arming only moves a deadline, so a request costs no timer
+        # operations; the handle fires, finds a later deadline, and re-arms itself.
+        self._handle: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._on_deadline: Callable[[], None] | None = None
         self._closed = False
         self._paused = False
         self._stop_parsing = False  # after an upgrade or a refusal that ends the connection
@@ -128,6 +134,9 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._disarm()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         if self._serving is None:
             self.edge.connection_closed(self)
 
@@ -139,7 +148,7 @@ class HttpConnection(asyncio.Protocol):
                 self._trailing += data  # frames sent before our 101: the WebSocket's
             return
         unfinished = self._incoming
-        self._last_read = asyncio.get_running_loop().time()
+        self._last_read = self._loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -168,7 +177,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._incoming = _Incoming()
-        if self._timer is not None and not self._pending and self._serving is None:
+        if self._on_deadline is not None and not self._pending and self._serving is None:
             self._arm(self.limits.head_timeout, self._head_timed_out)
 
     def on_url(self, url: bytes) -> None:
@@ -188,7 +197,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         incoming = self._expect()
-        if self._timer is not None and self._incoming is not None:
+        if self._on_deadline is not None and self._incoming is not None:
             self._disarm()
         method = self.parser.get_method().decode("ascii", "replace")
         try:
@@ -246,7 +255,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         incoming = self._expect()
-        if incoming.request is not None and self._timer is not None:
+        if incoming.request is not None and self._on_deadline is not None:
             self._disarm()  # the body timer
         self._incoming = None
         self._continue_wanted = False
@@ -274,7 +283,7 @@ class HttpConnection(asyncio.Protocol):
             if item.entry.websocket is not None:
                 self._hand_over(item)
                 return
-            self._serving = asyncio.get_running_loop().create_task(self._serve(item))
+            self._serving = self._loop.create_task(self._serve(item))
         if self._paused and len(self._pending) < self.limits.max_pipelined and not self._closed:
             self._paused = False
             self._transport().resume_reading()
@@ -289,9 +298,9 @@ class HttpConnection(asyncio.Protocol):
             if ((self._stop_parsing and not self._handed_over) or self.edge.stopping
                     or self._eof):
                 self._close()
-            elif self._timer is None:
+            elif self._on_deadline is None:
                 self._arm(self.limits.keep_alive_timeout, self._close)
-        elif self._timer is None:
+        elif self._on_deadline is None:
             # A head or body that began while an answer was on its way: its time starts now.
             if incoming.request is None:
                 self._arm(self.limits.head_timeout, self._head_timed_out)
@@ -342,6 +351,9 @@ class HttpConnection(asyncio.Protocol):
         assert item.entry is not None and item.entry.websocket is not None
         self._handed_over = True
         self._disarm()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         trailing = bytes(self._trailing)
         self._trailing = bytearray()
         self.edge.connection_closed(self)
@@ -384,7 +396,6 @@ class HttpConnection(asyncio.Protocol):
         self._pending.append(_Item(HttpRequest("GET", "/", "", []), None, response, False))
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if self._incoming is not None or self._pending or self._serving is not None:
             if self._incoming is not None and self._serving is None and not self._pending:
                 self._refuse_and_close(plain(408, "Request head not received in time.\n"))
@@ -393,11 +404,10 @@ class HttpConnection(asyncio.Protocol):
         self._close()
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         incoming = self._incoming
         if incoming is None or self._pending or self._serving is not None:
             return  # done, or not its turn yet: _idle arms the timer again
-        quiet = asyncio.get_running_loop().time() - self._last_read
+        quiet = self._loop.time() - self._last_read
         if quiet < self.limits.head_timeout:  # it is still sending
             self._arm(self.limits.head_timeout - quiet, self._body_timed_out)
             return
@@ -409,14 +419,30 @@ class HttpConnection(asyncio.Protocol):
             self._incoming = _Incoming()
         return self._incoming
 
-    def _arm(self, delay: float, callback: object) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(delay, callback)  # type: ignore[arg-type]
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``delay`` seconds unless disarmed or armed again first."""
+        deadline = self._loop.time() + delay
+        self._deadline = deadline
+        self._on_deadline = callback
+        handle = self._handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._deadline_reached)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._on_deadline = None
+
+    def _deadline_reached(self) -> None:
+        self._handle = None
+        callback = self._on_deadline
+        if callback is None or self._closed:
+            return
+        if self._loop.time() < self._deadline:  # armed again since: wait for the new one
+            self._handle = self._loop.call_at(self._deadline, self._deadline_reached)
+            return
+        self._on_deadline = None
+        callback()
 
     def _transport(self) -> asyncio.Transport:
         assert self.transport is not None

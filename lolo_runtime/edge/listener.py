@@ -10,6 +10,7 @@ a connection past the descriptor budget, or a lack of file descriptors, be answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -34,6 +35,8 @@ _REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r
                 b"content-length: 21\r\nconnection: close\r\n\r\nServer is too busy.\r\n")
 WARN_INTERVAL = 10.0
 TLS_SHUTDOWN_TIMEOUT = 2.0
+MAX_LINGERING = 32
+"""Refused sockets kept open at once until their client's request arrives."""
 SPARELESS_PAUSE = 0.1
 """Seconds the listener stops accepting when out of descriptors and without its spare."""
 
@@ -137,6 +140,8 @@ class Listener:
         self._starving_since: float | None = None
         self._refused_while_starving = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._accepting = 0  # sockets accepted whose connection object is not made yet
+        self._lingering: dict[int, socket.socket] = {}  # refused, waiting to be closed
 
     @property
     def bound_port(self) -> int:
@@ -183,21 +188,30 @@ class Listener:
                     log.warning("accept failed: %s", exc)
                 return
             sock.setblocking(False)
-            if self.edge.descriptor_refusal(accepting=len(self._tasks)) is not None:
+            if self.edge.descriptor_refusal(accepting=self._accepting) is not None:
                 # Its descriptor would come out of the reserve: let it go at once.
                 self._refuse(sock)
                 continue
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._accepting += 1  # until its HttpConnection exists (and counts itself)
             task = loop.create_task(self._serve(sock))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        counted = True
+
+        def connection() -> HttpConnection:
+            nonlocal counted
+            self._accepting -= 1
+            counted = False
+            return HttpConnection(self.edge)
+
         try:
             await loop.connect_accepted_socket(
-                lambda: HttpConnection(self.edge), sock, ssl=self.ssl_context,
+                connection, sock, ssl=self.ssl_context,
                 ssl_handshake_timeout=self.edge.http_limits.head_timeout if self.ssl_context
                 else None,
                 # A client that never answers our TLS close_notify is let go after this.
@@ -205,6 +219,9 @@ class Listener:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.debug("connection dropped before it was served: %s", exc)
             sock.close()
+        finally:
+            if counted:
+                self._accepting -= 1
 
     def _refuse_without_descriptors(self, listening: socket.socket) -> None:
         """Out of descriptors: free the spare, accept one client, tell it 503, close."""
@@ -227,20 +244,43 @@ class Listener:
             pass
         else:
             sock.setblocking(False)
-            self._refuse(sock)
+            self._refuse(sock, linger=False)  # the spare must come back at once
             self._refused_while_starving += 1
         finally:
             self._spare.take()
 
-    def _refuse(self, sock: socket.socket) -> None:
-        """Tell a just-accepted client 503 (in plain HTTP; a TLS client is just closed)."""
+    def _refuse(self, sock: socket.socket, linger: bool = True) -> None:
+        """Tell a just-accepted client 503 (in plain HTTP; a TLS client is just closed).
+
+        Closing a socket over bytes the client sends afterwards makes the kernel reset
+        the connection, and a reset can overtake our 503. So the socket lingers (a few
+        at a time, from the descriptor reserve) until the client's request arrives or a
+        second passes, and its bytes are read before it is closed.
+        """
         try:
             if self.ssl_context is None:
                 sock.send(_REFUSAL_503)
-            sock.recv(65536)  # what the client sent: closing over unread bytes resets
+                sock.shutdown(socket.SHUT_WR)
+            sock.recv(65536)
         except OSError:
             pass
-        sock.close()
+        if not linger or self.ssl_context is not None or len(self._lingering) >= MAX_LINGERING:
+            sock.close()
+            return
+        loop = asyncio.get_running_loop()
+        fd = sock.fileno()
+
+        def done() -> None:
+            if self._lingering.pop(fd, None) is not None:
+                loop.remove_reader(fd)
+                timer.cancel()
+                with contextlib.suppress(OSError):
+                    sock.recv(65536)
+                sock.close()
+
+        timer = loop.call_later(1.0, done)
+        self._lingering[fd] = sock
+        loop.add_reader(fd, done)
 
     def _pause_accepting(self, listening: socket.socket, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +302,11 @@ class Listener:
                 if transport is not None:
                     transport.abort()
         self._spare.close()
+        loop = asyncio.get_running_loop()
+        for fd, sock in list(self._lingering.items()):
+            loop.remove_reader(fd)
+            sock.close()
+        self._lingering.clear()
 
     def _close_sockets(self) -> None:
         loop = asyncio.get_running_loop()

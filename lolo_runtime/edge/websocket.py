@@ -12,12 +12,10 @@ What this layer owns:
 * **Writes.** Frames a route queues with :meth:`send_frame` during one loop turn are
   written with one ``transport.write`` when the loop turns (:class:`WriteBatcher`).
 * **Backpressure judged by progress.** Past ``max_send_buffer_bytes`` unread, a client
-  must take some of what waits for it (in our buffer or the kernel's send queue, see
-  ``sendqueue.py``) in every ``send_stall_timeout`` window, however much more was queued
-  for it meanwhile; one that takes nothing in a whole window is closed with 1013. A
-  client that reads gets frames of any size; one that falls further behind than four
-  caps beyond the largest frame it was sent is closed at once (memory stays bounded
-  whatever the traffic). While over the cap, the client's own data is not read (so pings
+  must take some of what waits for it in every ``send_stall_timeout`` window; one that
+  takes nothing in a whole window, or falls four caps behind the largest frame it was
+  sent, is closed with 1013 (``sendwatch.py``). A client that reads gets frames of any
+  size. While over the cap, the client's own data is not read (so pings
   cannot pile up pongs).
 * **Exactly one** ``on_close`` per ``on_handshake``, after the last ``on_message``.
 """
@@ -36,7 +34,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from lolo_runtime.edge.responses import plain
-from lolo_runtime.edge.sendqueue import kernel_unsent
+from lolo_runtime.edge.sendwatch import SendWatch
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
 
 if TYPE_CHECKING:
@@ -102,18 +100,11 @@ class WebSocketConnection(asyncio.Protocol):
         self._inbox_full = False
         self._writes_paused = False
         self._reading_paused = False
-        self._largest_frame = 0
-        self._fragment_count = 0
         self._draining: asyncio.Task[None] | None = None
         self._handshake: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # open timeout, then ping/pong
         self._close_timer: asyncio.TimerHandle | None = None
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_mark = 0  # unsent bytes at the last stall check
-        self._stall_queued = 0  # self._queued then
-        self._progress_at = 0.0  # loop time the client was last seen taking data
-        self._queued = 0  # bytes ever handed to the transport
-        self._fd: int | None = None  # the socket's, to ask the kernel what it holds
+        self._watch: SendWatch  # made in attach(): judges a client over its cap
         self._outgoing: list[bytes] | None = None
         self._lost = False
         self._closed_by_us = False
@@ -125,7 +116,8 @@ class WebSocketConnection(asyncio.Protocol):
     def attach(self, transport: asyncio.Transport, early: bytes) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        self._fd = sock.fileno() if sock is not None else None
+        self._watch = SendWatch(transport, sock.fileno() if sock is not None else None,
+                                self.settings, self._stuck)
         self._early += early
         transport.set_write_buffer_limits(high=self.settings.max_send_buffer_bytes)
         self.edge.connection_opened(self)
@@ -214,9 +206,10 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._cancel_timer()
-        for timer in (self._close_timer, self._stall_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if self.transport is not None:
+            self._watch.stop()
         if self.phase is Phase.HANDSHAKE:
             self.phase = Phase.ENDED
             self._end_reason = "client left during the handshake"
@@ -230,18 +223,13 @@ class WebSocketConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writes_paused = True
         self._update_reading()
-        loop = asyncio.get_running_loop()
-        self._progress_at = loop.time()
-        self._mark_stall_check(self._unsent())
-        self._stall_timer = loop.call_later(self._stall_check_interval, self._check_stall)
-        self._check_ceiling()
+        if not self._lost:
+            self._watch.paused()
 
     def resume_writing(self) -> None:
         self._writes_paused = False
         self._update_reading()
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        self._watch.resumed()
 
     def _update_reading(self) -> None:
         """Read from the client unless its messages or our unsent bytes pile up."""
@@ -318,8 +306,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an encoded, unmasked, uncompressed frame; written when the loop turns."""
-        if len(frame) > self._largest_frame:
-            self._largest_frame = len(frame)
+        self._watch.frame(len(frame))
         outgoing = self._outgoing
         if outgoing is not None:
             outgoing.append(frame)
@@ -332,7 +319,7 @@ class WebSocketConnection(asyncio.Protocol):
         if not self.is_open:
             return
         self.flush_frames()
-        self._largest_frame = max(self._largest_frame, len(data))
+        self._watch.frame(len(data))
         if text:
             self.protocol.send_text(data)
         else:
@@ -343,10 +330,8 @@ class WebSocketConnection(asyncio.Protocol):
         frames, self._outgoing = self._outgoing, None
         if frames and self.is_open:
             data = frames[0] if len(frames) == 1 else b"".join(frames)
-            self._queued += len(data)
             self._transport().write(data)
-            if self._writes_paused:
-                self._check_ceiling()
+            self._watch.sent(len(data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (after what was queued); drop the TCP connection if
@@ -376,8 +361,8 @@ class WebSocketConnection(asyncio.Protocol):
             if data == _SEND_EOF:
                 transport.close()  # after what is buffered; see _close_timer
             elif not transport.is_closing():
-                self._queued += len(data)
                 transport.write(data)
+                self._watch.sent(len(data))
         if self._close_timer is None and self.protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(
                 self.settings.close_timeout, transport.abort)
@@ -413,46 +398,9 @@ class WebSocketConnection(asyncio.Protocol):
                  self.settings.ping_timeout)
         self.fail(1011, "keepalive ping timeout")
 
-    @property
-    def _stall_check_interval(self) -> float:
-        # Looked at four times a window: the client's kernel taking its fill just after
-        # the pause counts as progress only until a quarter window later, not a whole one.
-        return self.settings.send_stall_timeout / 4
-
-    def _mark_stall_check(self, unsent: int) -> None:
-        self._stall_mark = unsent
-        self._stall_queued = self._queued
-
-    def _unsent(self) -> int:
-        """Bytes the client has not taken yet: our buffer and the kernel's send queue."""
-        if self._lost:
-            return 0
-        return self._transport().get_write_buffer_size() + kernel_unsent(self._fd)
-
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        loop = asyncio.get_running_loop()
-        size = self._unsent()
-        # Progress is what the client took, not whether the backlog shrank: frames queued
-        # meanwhile may outweigh what a client that does read took.
-        if self._stall_mark + (self._queued - self._stall_queued) - size > 0:
-            self._progress_at = loop.time()
-        self._mark_stall_check(size)
-        if loop.time() - self._progress_at < self.settings.send_stall_timeout:
-            self._stall_timer = loop.call_later(self._stall_check_interval, self._check_stall)
-            return
+    def _stuck(self, why: str) -> None:
         if self.is_open:
-            log.warning("%s: client is not reading; closing (1013): it took nothing of its "
-                        "%d unsent bytes in %gs", self.log_name, size,
-                        self.settings.send_stall_timeout)
-            self.fail(CLOSE_TRY_AGAIN_LATER, "not reading fast enough")
-
-    def _check_ceiling(self) -> None:
-        size = self._transport().get_write_buffer_size()
-        ceiling = 4 * self.settings.max_send_buffer_bytes + self._largest_frame
-        if size > ceiling and self.is_open:
-            log.warning("%s: client is not reading; closing (1013): %d bytes unsent, more "
-                        "than four caps beyond its largest frame", self.log_name, size)
+            log.warning("%s: client is not reading; closing (1013): %s", self.log_name, why)
             self.fail(CLOSE_TRY_AGAIN_LATER, "not reading fast enough")
 
     def _cancel_timer(self) -> None:

@@ -25,9 +25,11 @@ response wins; later ones are dropped.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
+import secrets
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
@@ -70,6 +72,16 @@ class HttpTriggerParams(BaseModel):
         except PatternError as exc:
             raise ValueError(str(exc)) from None
         return path
+
+
+def _ids() -> Iterator[str]:
+    """Request ids: unique in this process and across restarts, cheaper than uuid4."""
+    prefix = secrets.token_hex(6)
+    for number in itertools.count(1):
+        yield f"{prefix}-{number:x}"
+
+
+_request_ids = _ids()
 
 
 class HttpInvocation:
@@ -238,20 +250,30 @@ class HttpTrigger(Trigger):
             body = parse_body(request)
         except BadBody as exc:
             return plain(400, f"{exc}\n")
-        invocation = HttpInvocation(self.id, str(uuid.uuid4()))
+        invocation = HttpInvocation(self.id, next(_request_ids))
         ev = request_fields(request)
         ev["sessionId"] = invocation.session_id
         ev["routePath"] = self.params.path
         ev["body"] = body
         ev["rawBody"] = request.body
-        chain = self._engine.fire(self, "out", ev, invocation)
-        self._engine.spawn(chain)
-        try:
-            return await asyncio.wait_for(asyncio.shield(invocation.answer),
-                                          self.params.timeout)
-        except TimeoutError:
-            log.warning("trigger %r: no response within %gs to %s %s; answered 504",
-                        self.id, self.params.timeout, request.method, request.path,
-                        extra={"app": self._engine.app, "node": self.id,
-                               "session": invocation.session_id})
-            return plain(504, "The app did not answer in time.\n")
+        # The chain runs as a task of its own: the answer goes out as soon as it is
+        # emitted, even when the chain goes on after it.
+        self._engine.spawn(self._engine.fire(self, "out", ev, invocation))
+        answer = invocation.answer
+        if not answer.done():
+            timer = asyncio.get_running_loop().call_later(
+                self.params.timeout, self._time_out, invocation, request)
+            try:
+                await answer
+            finally:
+                timer.cancel()
+        return answer.result()
+
+    def _time_out(self, invocation: HttpInvocation, request: HttpRequest) -> None:
+        if invocation.answer.done():
+            return
+        log.warning("trigger %r: no response within %gs to %s %s; answered 504",
+                    self.id, self.params.timeout, request.method, request.path,
+                    extra={"app": self._engine.app if self._engine else None, "node": self.id,
+                           "session": invocation.session_id})
+        invocation.answer.set_result(plain(504, "The app did not answer in time.\n"))
