@@ -116,10 +116,17 @@ class RouteTable(Generic[R]):
         params, or None: split on ``/``, then each segment decoded."""
         if not raw_path.startswith("/"):
             return None  # '*' (OPTIONS *) names no route
+        if "%" not in raw_path:  # nothing to decode: the usual case, and the fast one
+            route = self._exact.get(raw_path)
+            if route is not None:
+                return route, {}
+            return self._find(raw_path.split("/")[1:], exact_tried=True)
         return self._find([unquote(part, errors="replace") for part in raw_path.split("/")[1:]])
 
-    def _find(self, parts: list[str]) -> tuple[R, dict[str, str]] | None:
-        if not any("/" in part for part in parts):  # a decoded '/' never equals a literal
+    def _find(self, parts: list[str],
+              exact_tried: bool = False) -> tuple[R, dict[str, str]] | None:
+        if not exact_tried and not any("/" in part for part in parts):
+            # (a decoded '/' never equals a literal)
             route = self._exact.get("/" + "/".join(parts))
             if route is not None:
                 return route, {}

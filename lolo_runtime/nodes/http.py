@@ -74,6 +74,10 @@ class HttpTriggerParams(BaseModel):
         return path
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Made once: ``json.dumps`` with options builds an encoder on every call."""
+
+
 def _ids() -> Iterator[str]:
     """Request ids: unique in this process and across restarts, cheaper than uuid4."""
     prefix = secrets.token_hex(6)
@@ -168,8 +172,7 @@ def build_response(payload: Any) -> HttpResponse:
         data, kind = bytes(body), "application/octet-stream"
     else:
         try:
-            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
+            data = _JSON.encode(body).encode()
         except (TypeError, ValueError) as exc:
             raise TypeError(f"emit('response', ...): the body cannot be sent as JSON: {exc} "
                             "(send a dict, list, str or bytes)") from None

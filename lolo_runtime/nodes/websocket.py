@@ -149,7 +149,8 @@ def request_fields(request: HttpRequest) -> Event:
     headers: dict[str, str] = {}
     for key, value in request.headers:
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    parsed = parse_qs(request.query_string, keep_blank_values=True)
+    parsed = parse_qs(request.query_string, keep_blank_values=True) \
+        if request.query_string else {}
     return {
         "sessionId": None,
         "path": request.path,

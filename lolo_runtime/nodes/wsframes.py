@@ -28,13 +28,17 @@ def frame_header(opcode: int, length: int) -> bytes:
     return struct.pack("!BBQ", first, 127, length)
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Made once: ``json.dumps`` with options builds an encoder on every call."""
+
+
 def payload_of(body: Any) -> tuple[int, bytes]:
     """How a ``response`` body goes out: str as text, bytes as binary, else JSON text."""
     if isinstance(body, str):
         return OP_TEXT, body.encode()
     if isinstance(body, bytes | bytearray | memoryview):
         return OP_BINARY, bytes(body)
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    text = _JSON.encode(body)
     return OP_TEXT, text.encode()
 
 
