@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from lolo_runtime.edge.admission import admit, has_body
 from lolo_runtime.edge.responses import (
     CONTINUE,
     HeaderError,
@@ -33,6 +33,7 @@ from lolo_runtime.edge.responses import (
     plain,
     response_head,
 )
+from lolo_runtime.edge.timer import LazyTimer
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -104,11 +105,7 @@ class HttpConnection(asyncio.Protocol):
         self._pending: deque[_Item] = deque()
         self._serving: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
-        # One lazy timer: arming only moves a deadline, so a request costs no timer
-        # operations; the handle fires, finds a later deadline, and re-arms itself.
-        self._handle: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._on_deadline: Callable[[], None] | None = None
+        self._timer = LazyTimer(self._loop)  # head, body or keep-alive timeout
         self._closed = False
         self._paused = False
         self._stop_parsing = False  # after an upgrade or a refusal that ends the connection
@@ -129,14 +126,11 @@ class HttpConnection(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.edge.connection_opened(self)
-        self._arm(self.limits.head_timeout, self._head_timed_out)
+        self._timer.arm(self.limits.head_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._disarm()
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._timer.close()
         if self._serving is None:
             self.edge.connection_closed(self)
 
@@ -177,8 +171,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._incoming = _Incoming()
-        if self._on_deadline is not None and not self._pending and self._serving is None:
-            self._arm(self.limits.head_timeout, self._head_timed_out)
+        if self._timer.armed and not self._pending and self._serving is None:
+            self._timer.arm(self.limits.head_timeout, self._head_timed_out)
 
     def on_url(self, url: bytes) -> None:
         incoming = self._expect()
@@ -197,8 +191,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         incoming = self._expect()
-        if self._on_deadline is not None and self._incoming is not None:
-            self._disarm()
+        if self._timer.armed and self._incoming is not None:
+            self._timer.disarm()
         method = self.parser.get_method().decode("ascii", "replace")
         try:
             url = httptools.parse_url(incoming.url)
@@ -211,40 +205,19 @@ class HttpConnection(asyncio.Protocol):
         request = HttpRequest(method, path, query, incoming.headers, b"", peer, scheme,
                               self.parser.get_http_version())
         incoming.request = request
-        has_body = _has_body(request)
-        found = self.edge.find_route((url.path or b"/").decode("latin-1"))
-        if found is None:
-            incoming.refusal = plain(404, "Nothing is served at this path.\n")
-        else:
-            entry, request.params = found
-            incoming.entry = entry
-            if entry.websocket is None:
-                route = entry.http
-                assert route is not None
-                methods = route.methods
-                if methods is not None and method not in methods and not (
-                        method == "HEAD" and "GET" in methods):
-                    allow = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
-                    incoming.refusal = plain(405, None, ("allow", allow))
-                else:
-                    incoming.max_body = route.max_body_bytes
-                    length = request.header("content-length")
-                    if length is not None and length.isdigit() and int(length) > incoming.max_body:
-                        incoming.refusal = plain(413, "Request body too large.\n")
-            elif method != "GET":
-                incoming.refusal = plain(405, "A WebSocket handshake is a GET.\n",
-                                         ("allow", "GET"))
-            elif has_body:
-                incoming.refusal = plain(400, "A WebSocket handshake has no body.\n")
-        if incoming.refusal is not None and has_body:
+        body = has_body(request)
+        admission = admit(self.edge.routes, (url.path or b"/").decode("latin-1"), request, body)
+        incoming.entry, incoming.refusal = admission.entry, admission.refusal
+        incoming.max_body = admission.max_body
+        if incoming.refusal is not None and body:
             self._refuse_now(incoming, incoming.refusal)
         else:
-            if (incoming.refusal is None and has_body
+            if (incoming.refusal is None and body
                     and (request.header("expect") or "").lower() == "100-continue"):
                 self._continue_wanted = True
                 self._maybe_continue()
-            if has_body and not self._pending and self._serving is None:
-                self._arm(self.limits.head_timeout, self._body_timed_out)
+            if body and not self._pending and self._serving is None:
+                self._timer.arm(self.limits.head_timeout, self._body_timed_out)
 
     def on_body(self, body: bytes) -> None:
         incoming = self._expect()
@@ -255,8 +228,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         incoming = self._expect()
-        if incoming.request is not None and self._on_deadline is not None:
-            self._disarm()  # the body timer
+        if incoming.request is not None and self._timer.armed:
+            self._timer.disarm()  # the body timer
         self._incoming = None
         self._continue_wanted = False
         request = incoming.request
@@ -298,14 +271,14 @@ class HttpConnection(asyncio.Protocol):
             if ((self._stop_parsing and not self._handed_over) or self.edge.stopping
                     or self._eof):
                 self._close()
-            elif self._on_deadline is None:
-                self._arm(self.limits.keep_alive_timeout, self._close)
-        elif self._on_deadline is None:
+            elif not self._timer.armed:
+                self._timer.arm(self.limits.keep_alive_timeout, self._close)
+        elif not self._timer.armed:
             # A head or body that began while an answer was on its way: its time starts now.
             if incoming.request is None:
-                self._arm(self.limits.head_timeout, self._head_timed_out)
+                self._timer.arm(self.limits.head_timeout, self._head_timed_out)
             else:
-                self._arm(self.limits.head_timeout, self._body_timed_out)
+                self._timer.arm(self.limits.head_timeout, self._body_timed_out)
 
     async def _serve(self, item: _Item) -> None:
         assert item.entry is not None and item.entry.http is not None
@@ -350,10 +323,7 @@ class HttpConnection(asyncio.Protocol):
 
         assert item.entry is not None and item.entry.websocket is not None
         self._handed_over = True
-        self._disarm()
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._timer.close()
         trailing = bytes(self._trailing)
         self._trailing = bytearray()
         self.edge.connection_closed(self)
@@ -409,7 +379,7 @@ class HttpConnection(asyncio.Protocol):
             return  # done, or not its turn yet: _idle arms the timer again
         quiet = self._loop.time() - self._last_read
         if quiet < self.limits.head_timeout:  # it is still sending
-            self._arm(self.limits.head_timeout - quiet, self._body_timed_out)
+            self._timer.arm(self.limits.head_timeout - quiet, self._body_timed_out)
             return
         self._refuse_and_close(plain(408, "Request body not received in time.\n"))
         self._run_next()
@@ -419,37 +389,12 @@ class HttpConnection(asyncio.Protocol):
             self._incoming = _Incoming()
         return self._incoming
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        """Call ``callback`` in ``delay`` seconds unless disarmed or armed again first."""
-        deadline = self._loop.time() + delay
-        self._deadline = deadline
-        self._on_deadline = callback
-        handle = self._handle
-        if handle is None or handle.when() > deadline:
-            if handle is not None:
-                handle.cancel()
-            self._handle = self._loop.call_at(deadline, self._deadline_reached)
-
-    def _disarm(self) -> None:
-        self._on_deadline = None
-
-    def _deadline_reached(self) -> None:
-        self._handle = None
-        callback = self._on_deadline
-        if callback is None or self._closed:
-            return
-        if self._loop.time() < self._deadline:  # armed again since: wait for the new one
-            self._handle = self._loop.call_at(self._deadline, self._deadline_reached)
-            return
-        self._on_deadline = None
-        callback()
-
     def _transport(self) -> asyncio.Transport:
         assert self.transport is not None
         return self.transport
 
     def _close(self) -> None:
-        self._disarm()
+        self._timer.disarm()
         if not self._closed:
             self._closed = True
             self._transport().close()
@@ -460,15 +405,8 @@ class HttpConnection(asyncio.Protocol):
             if self.scheme == "https" and self.transport is not None:
                 # A TLS close waits for the client's close_notify, which an idle
                 # keep-alive client never sends: with nothing owed, just drop it.
-                self._disarm()
+                self._timer.disarm()
                 self._closed = True
                 self.transport.abort()
             else:
                 self._close()
-
-
-def _has_body(request: HttpRequest) -> bool:
-    length = request.header("content-length")
-    if length is not None:
-        return length.strip() not in ("", "0")
-    return request.header("transfer-encoding") is not None

@@ -74,10 +74,6 @@ class Edge:
     def add_websocket(self, path: str, route: WebSocketRoute) -> None:
         self.routes.add(path, RouteEntry(path, websocket=route))
 
-    def find_route(self, raw_path: str) -> tuple[RouteEntry, dict[str, str]] | None:
-        """The route for the path as sent (percent-encoded), and its decoded params."""
-        return self.routes.find_encoded(raw_path)
-
     def client_address(self, peer: tuple[str, int] | None, scheme: str,
                        headers: list[tuple[str, str]]) -> tuple[str | None, str]:
         if peer is None or self.proxies is None:
