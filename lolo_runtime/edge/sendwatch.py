@@ -46,7 +46,7 @@ class SendWatch:
         """``size`` bytes were written to the transport."""
         self.queued += size
         if self.over_cap:
-            self._check_ceiling()
+            self.check_ceiling()
 
     def frame(self, size: int) -> None:
         """A frame of ``size`` bytes is on its way (frames may be any size)."""
@@ -59,7 +59,7 @@ class SendWatch:
         loop = asyncio.get_running_loop()
         self._progress_at = loop.time()
         self._look_later(self.unsent())
-        self._check_ceiling()
+        self.check_ceiling()
 
     def resumed(self) -> None:
         """Back under the cap (``resume_writing``)."""
@@ -96,7 +96,8 @@ class SendWatch:
         self._on_stuck(f"it took nothing of its {size} unsent bytes in "
                        f"{self.settings.send_stall_timeout:g}s")
 
-    def _check_ceiling(self) -> None:
+    def check_ceiling(self) -> None:
+        """Stuck at once if the client fell more than the ceiling behind."""
         size = self._transport.get_write_buffer_size()
         ceiling = CEILING_CAPS * self.settings.max_send_buffer_bytes + self.largest_frame
         if size > ceiling:

@@ -90,6 +90,10 @@ class WebSocketConnection(asyncio.Protocol):
         """How log lines name this client; the route may set it (``session <id>``)."""
         self.compressed = response.headers.get("Sec-WebSocket-Extensions") is not None
         self.phase = Phase.HANDSHAKE
+        self.is_open = False
+        """Frames may be sent: the 101 went out and no close frame has crossed. Kept as a
+        plain attribute (refreshed whenever the protocol may have changed state) because
+        a fan-out reads it once per recipient."""
         self.transport: asyncio.Transport | None = None
         self._response = response
         self._early = bytearray()
@@ -214,6 +218,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.phase = Phase.ENDED
             self._end_reason = "client left during the handshake"
             return  # _hold_handshake tells the route when the req chain is done
+        self.is_open = False
         if self.phase is Phase.OPEN:
             self.phase = Phase.ENDED
             self.protocol.receive_eof()
@@ -300,13 +305,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     # outgoing
 
-    @property
-    def is_open(self) -> bool:
-        return self.phase is Phase.OPEN and self.protocol.state is State.OPEN
-
     def send_frame(self, frame: bytes) -> None:
         """Queue an encoded, unmasked, uncompressed frame; written when the loop turns."""
-        self._watch.frame(len(frame))
+        watch = self._watch
+        if len(frame) > watch.largest_frame:
+            watch.largest_frame = len(frame)
         outgoing = self._outgoing
         if outgoing is not None:
             outgoing.append(frame)
@@ -331,7 +334,10 @@ class WebSocketConnection(asyncio.Protocol):
         if frames and self.is_open:
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             self._transport().write(data)
-            self._watch.sent(len(data))
+            watch = self._watch
+            watch.queued += len(data)
+            if watch.over_cap:
+                watch.check_ceiling()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (after what was queued); drop the TCP connection if
@@ -356,6 +362,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._write_protocol_data()
 
     def _write_protocol_data(self) -> None:
+        self.is_open = self.phase is Phase.OPEN and self.protocol.state is State.OPEN
         transport = self._transport()
         for data in self.protocol.data_to_send():
             if data == _SEND_EOF:
