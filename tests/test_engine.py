@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from lolo_runtime.routing import RoutingTable
 from tests.nodes_for_tests import RecordingInvocation, edges, make_node
 
 
-def _engine(nodes: list[Node], *wires: str) -> Engine:
+def _engine(nodes: Sequence[Node], *wires: str) -> Engine:
     return Engine("app", {node.id: node for node in nodes}, RoutingTable(edges(*wires)))
 
 
@@ -179,4 +180,4 @@ def test_drain_cancels_work_that_outlives_its_timeout() -> None:
 def test_state_is_a_clear_error_when_the_app_has_no_store() -> None:
     engine = _engine([])
     with pytest.raises(RuntimeError, match="without a state store"):
-        engine.state.get("k")
+        engine.state.get("k")  # type: ignore[unused-coroutine]  # raises before a coroutine

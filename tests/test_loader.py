@@ -152,7 +152,7 @@ def test_module_state_lives_with_the_module() -> None:
     node = full().nodes["left"]
     assert isinstance(node, FunctionNode)
     ctx = SimpleNamespace(node_id="left")
-    node.handle({"n": 1}, ctx)  # type: ignore[arg-type]
+    node.handle({"n": 1}, ctx)  # type: ignore[arg-type,unused-coroutine]
     assert node.module.received[-1] == ("left", {"n": 1})
     assert full().nodes["right"].module.received[-1] == ("left", {"n": 1})  # type: ignore[attr-defined]
 

@@ -27,7 +27,7 @@ def test_unknown_port_lists_the_known_ones() -> None:
 def test_ports_are_read_only_and_comparable() -> None:
     ports = Ports(["a"])
     with pytest.raises(AttributeError):
-        ports.a = "b"  # type: ignore[misc]
+        ports.a = "b"
     assert ports == Ports(["a"])
     assert ports != Ports(["b"])
     assert repr(Ports([])) == "Ports()"

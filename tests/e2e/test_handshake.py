@@ -27,7 +27,7 @@ async def refusal(url: str) -> tuple[int, bytes]:
         async with connect(url):
             pass
     response = refused.value.response
-    return response.status_code, response.body
+    return response.status_code, bytes(response.body)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -32,17 +33,17 @@ async def ask(url: str, message: str | bytes) -> str | bytes:
 
 
 def test_two_triggers_share_one_port_by_path(server: LoloProcess) -> None:
-    async def scenario() -> tuple[object, object]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         a = json.loads(await ask(server.url("/a?x=1&x=2&y="), "describe"))
         b = json.loads(await ask(server.url("/b/deeper"), "describe"))
         return a, b
 
     a, b = asyncio.run(scenario())
     assert a == {"path": "/a", "query": {"x": ["1", "2"], "y": ""}, "node": "echo-a",
-                 "has_peer": True, "agent": a["agent"]}  # type: ignore[index]
-    assert a["agent"].startswith("Python/")  # type: ignore[index]
-    assert b["path"] == "/b/deeper"  # type: ignore[index]
-    assert b["node"] == "echo-b"  # type: ignore[index]
+                 "has_peer": True, "agent": a["agent"]}
+    assert a["agent"].startswith("Python/")
+    assert b["path"] == "/b/deeper"
+    assert b["node"] == "echo-b"
 
 
 def test_an_unknown_path_is_404(server: LoloProcess) -> None:

@@ -57,7 +57,7 @@ def test_oversize_message_closes_its_sender_with_1009_and_others_chat_on(
 ) -> None:
     async def scenario() -> tuple[int | None, str]:
         async with chatter(server) as a, chatter(server) as b, chatter(server) as big:
-            await big.send(oversize)
+            await big.send(oversize)  # a list is sent as one fragmented message
             code = await closed_code(big)
             await still_chatting(a, b)
             return code, big.session_id

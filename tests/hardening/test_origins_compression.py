@@ -110,6 +110,7 @@ def test_compression_is_off_by_default(chat: LoloProcess) -> None:
         # The websockets client offers permessage-deflate unless told otherwise.
         async with connect(chat.url()) as ws:
             await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.response is not None
             return ws.response.headers.get("Sec-WebSocket-Extensions")
 
     assert asyncio.run(scenario()) is None
@@ -130,6 +131,7 @@ def test_compression_is_on_when_the_trigger_asks_for_it(server: LoloProcess) -> 
             message = "compress me " * 10_000
             await ws.send(message)
             assert await asyncio.wait_for(ws.recv(), WAIT) == message
+            assert ws.response is not None
             return ws.response.headers.get("Sec-WebSocket-Extensions")
 
     negotiated = asyncio.run(scenario())

@@ -139,7 +139,7 @@ class Chatter:
             if not is_history(message):
                 return message
 
-    async def send(self, message: str | bytes) -> None:
+    async def send(self, message: str | bytes | list[str] | list[bytes]) -> None:
         await self.ws.send(message)
 
 
