@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lolo_runtime.edge.batcher import WriteBatcher
 from lolo_runtime.edge.fdlimit import SpareDescriptor, connection_budget
 from lolo_runtime.edge.http1 import HttpConnection, HttpLimits
 from lolo_runtime.edge.proxy import TrustedProxies, format_peer
 from lolo_runtime.edge.responses import plain
 from lolo_runtime.edge.routes import RouteTable
 from lolo_runtime.edge.types import HttpResponse, HttpRoute, WebSocketRoute
-from lolo_runtime.edge.websocket import WriteBatcher
 from lolo_runtime.errors import LoloError
 
 log = logging.getLogger("lolo.server")

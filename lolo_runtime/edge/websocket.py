@@ -10,7 +10,7 @@ What this layer owns:
   the next only after the previous returned. Past a few messages' worth of queued bytes
   the socket stops being read, so TCP pushes back on a fast sender.
 * **Writes.** Frames a route queues with :meth:`send_frame` during one loop turn are
-  written with one ``transport.write`` when the loop turns (:class:`WriteBatcher`).
+  written with one ``transport.write`` when the loop turns (``batcher.py``).
 * **Backpressure judged by progress.** Past ``max_send_buffer_bytes`` unread, a client
   must take some of what waits for it in every ``send_stall_timeout`` window; one that
   takes nothing in a whole window, or falls four caps behind the largest frame it was
@@ -33,6 +33,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from lolo_runtime.edge.messages import MessageAssembler, MessageError
 from lolo_runtime.edge.responses import plain
 from lolo_runtime.edge.sendwatch import SendWatch
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
@@ -47,31 +48,12 @@ CLOSE_ABNORMAL = 1006
 CLOSE_TRY_AGAIN_LATER = 1013
 _SEND_EOF = b""
 _MAX_EARLY_BYTES = 1024 * 1024
-MAX_FRAGMENTS = 4096
-"""Fragments allowed in one message: each costs work, whatever its size."""
 
 
 class Phase(Enum):
     HANDSHAKE = 1
     OPEN = 2
     ENDED = 3
-
-
-class WriteBatcher:
-    """Writes each connection's queued frames once per loop turn."""
-
-    def __init__(self) -> None:
-        self._waiting: list[WebSocketConnection] = []
-
-    def add(self, conn: WebSocketConnection) -> None:
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._waiting.append(conn)
-
-    def _flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for conn in waiting:
-            conn.flush_frames()
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -97,8 +79,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._response = response
         self._early = bytearray()
-        self._fragments: list[bytes] = []
-        self._fragment_opcode: Opcode | None = None
+        self._assembler = MessageAssembler()
         self._inbox: deque[tuple[str | bytes, int]] = deque()
         self._inbox_bytes = 0
         self._inbox_full = False
@@ -181,25 +162,16 @@ class WebSocketConnection(asyncio.Protocol):
         for frame in protocol.events_received():
             if not isinstance(frame, Frame):
                 continue  # the handshake request was consumed by upgrade()
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if frame.fin:
-                    if not self._deliver(opcode, _as_bytes(frame.data)):
-                        break
-                else:
-                    self._fragment_opcode, self._fragments = opcode, [_as_bytes(frame.data)]
-            elif opcode is Opcode.CONT:
-                self._fragments.append(_as_bytes(frame.data))
-                if len(self._fragments) > MAX_FRAGMENTS:
-                    self.fail(1009, f"more than {MAX_FRAGMENTS} fragments in one message")
-                    break
-                if frame.fin and self._fragment_opcode is not None:
-                    whole, self._fragments = b"".join(self._fragments), []
-                    opcode, self._fragment_opcode = self._fragment_opcode, None
-                    if not self._deliver(opcode, whole):
-                        break
-            elif opcode is Opcode.PONG:
+            if frame.opcode is Opcode.PONG:
                 self._pong_received()
+                continue
+            try:
+                complete = self._assembler.feed(frame)
+            except MessageError as error:
+                self.fail(error.code, error.reason)
+                break
+            if complete is not None and not self._closed_by_us:
+                self._queue(*complete)
         self._write_protocol_data()
 
     def eof_received(self) -> bool | None:
@@ -248,27 +220,15 @@ class WebSocketConnection(asyncio.Protocol):
 
     # incoming messages, one at a time
 
-    def _deliver(self, opcode: Opcode, data: bytes) -> bool:
-        """Queue one message for the route; False when the connection just failed."""
-        message: str | bytes
-        if opcode is Opcode.TEXT:
-            try:
-                message = data.decode()
-            except UnicodeDecodeError as error:
-                self.fail(1007, f"invalid UTF-8: {error.reason} at position {error.start}")
-                return False
-        else:
-            message = data
-        if self._closed_by_us:
-            return True  # we are closing: what the client still sends is dropped
-        self._inbox.append((message, len(data)))
-        self._inbox_bytes += len(data)
+    def _queue(self, message: str | bytes, size: int) -> None:
+        """Queue one message for the route (while we close, the client's are dropped)."""
+        self._inbox.append((message, size))
+        self._inbox_bytes += size
         if self._inbox_bytes > self.settings.max_message_bytes + 65536 and not self._inbox_full:
             self._inbox_full = True
             self._update_reading()
         if self._draining is None:
             self._draining = asyncio.get_running_loop().create_task(self._drain())
-        return True
 
     async def _drain(self) -> None:
         route, inbox = self.route, self._inbox
@@ -421,8 +381,3 @@ class WebSocketConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "server shutting down")
-
-
-def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
-    """A frame's payload as bytes (the library types it as any bytes-like object)."""
-    return data if isinstance(data, bytes) else bytes(data)

@@ -200,8 +200,8 @@ def test_a_message_in_thousands_of_tiny_fragments_is_reassembled(server: LoloPro
 def test_a_message_in_too_many_fragments_closes_its_sender_with_1009(
     server: LoloProcess,
 ) -> None:
-    """The websockets library refuses a message of more than 4096 fragments (its
-    WEBSOCKETS_MAX_FRAGMENTS) whatever its size: each fragment costs the server work."""
+    """The edge refuses a message of more than 4096 fragments (edge/messages.py)
+    whatever its size: each fragment costs the server work."""
 
     async def scenario() -> int | None:
         async with chatter(server) as a, chatter(server) as b:
