@@ -34,7 +34,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from lolo_runtime.edge.messages import MessageAssembler, MessageError
-from lolo_runtime.edge.responses import plain
+from lolo_runtime.edge.responses import plain, response_head
 from lolo_runtime.edge.sendwatch import SendWatch
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
 
@@ -142,8 +142,6 @@ class WebSocketConnection(asyncio.Protocol):
             self._refuse(plain(503, "The server did not accept the connection in time.\n"))
 
     def _refuse(self, refusal: HttpResponse) -> None:
-        from lolo_runtime.edge.responses import response_head
-
         self.phase = Phase.ENDED
         transport = self._transport()
         if not transport.is_closing():
