@@ -35,6 +35,7 @@ from lolo_runtime.edge.responses import (
 )
 from lolo_runtime.edge.timer import LazyTimer
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
+from lolo_runtime.edge.upgrade import upgrade
 
 if TYPE_CHECKING:
     from lolo_runtime.edge.listener import Edge, RouteEntry
@@ -319,8 +320,6 @@ class HttpConnection(asyncio.Protocol):
             self._close()
 
     def _hand_over(self, item: _Item) -> None:
-        from lolo_runtime.edge.upgrade import upgrade
-
         assert item.entry is not None and item.entry.websocket is not None
         self._handed_over = True
         self._timer.close()
