@@ -1,0 +1,36 @@
+"""``logs.redact``: what a log line may never show, whatever its shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from lolo_runtime.logs import redact
+
+KEY = "lolo_0123abcd_" + "S3cr3t-value_with_underscores_42"
+SECRET = KEY.split("_", 2)[2]
+
+
+@pytest.mark.parametrize("line", [
+    f"GET /socket?lolo-api-key={KEY} HTTP/1.1",
+    f"< lolo-api-key: {KEY}",
+    f"< Authorization: Bearer {KEY}",
+    f"< authorization: bearer {KEY}",
+    f"headers={{'authorization': 'Bearer {KEY}'}}",
+    f"a key on its own: {KEY}.",
+    f"GET /x?lolo-api-key%3D{KEY}",
+])
+def test_a_key_never_survives(line: str) -> None:
+    cleaned = redact(line)
+    assert SECRET not in cleaned
+    assert "[REDACTED]" in cleaned
+
+
+def test_a_bearer_token_of_any_shape_is_masked() -> None:
+    cleaned = redact("Authorization: Bearer eyJhbGciOi.J9.payload-sig")
+    assert "eyJhbGciOi" not in cleaned
+    assert cleaned == "Authorization: Bearer [REDACTED]"
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    line = "client has connected from 127.0.0.1:5000; a bear ate it"
+    assert redact(line) == line
