@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UsageError
 from .state import AppState, StateBackend, StateError
 
 __all__ = [
@@ -85,11 +86,11 @@ async def create_key(
     """
     email = email.strip() if isinstance(email, str) else email
     if not isinstance(email, str) or "@" not in email or any(ch.isspace() for ch in email):
-        raise ValueError(f"email must look like an address (x@y, no spaces), not {email!r}")
+        raise UsageError(f"email must look like an address (x@y, no spaces), not {email!r}")
     if account_id is None:
         account_id = f"acct_{secrets.token_hex(8)}"
     elif not isinstance(account_id, str) or not account_id.strip():
-        raise ValueError(f"account_id must be a non-empty string, not {account_id!r}")
+        raise UsageError(f"account_id must be a non-empty string, not {account_id!r}")
     store = _store(backend)
     for _ in range(10):
         key_id = secrets.token_hex(4)

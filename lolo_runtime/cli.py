@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lolo_runtime import __version__
 from lolo_runtime.edge.listener import ListenError
-from lolo_runtime.errors import FlowErrors
+from lolo_runtime.errors import FlowErrors, LoloError, UsageError
 from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.logs import configure_logging
 from lolo_runtime.state.paths import resolve_state_path
@@ -162,7 +162,22 @@ def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; every deliberate error becomes one line and an exit status:
+    2 for bad input (a flow file, an option, a value), 1 for a failure at run time."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except UsageError as exc:
+        print(f"lolo-run: {exc}", file=sys.stderr)
+        return EXIT_BAD_FLOW
+    except FlowErrors as errors:
+        _report(errors)
+        return EXIT_BAD_FLOW
+    except LoloError as exc:
+        print(f"lolo-run: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _dispatch(args: list[str]) -> int:
     if args and args[0] in COMMANDS:
         command, rest = args[0], args[1:]
         options = build_command_parsers()[command].parse_args(rest)
@@ -213,6 +228,10 @@ def schema_command(output: Path | None) -> int:
         return EXIT_OK
     try:
         output.write_text(text, encoding="utf-8")
+    except ValueError:  # a NUL in the path
+        print(f"lolo-run schema: cannot write {output!r}: the path holds a NUL byte",
+              file=sys.stderr)
+        return EXIT_BAD_FLOW
     except OSError as exc:
         print(f"lolo-run schema: cannot write {output}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE
@@ -228,8 +247,6 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
         try:
             return _port_number(env_port)
         except ValueError:
-            from lolo_runtime.serving import UsageError
-
             raise UsageError(f"$PORT must be a port number from 0 to 65535, "
                              f"not {env_port!r}") from None
     return flow.spec.port or DEFAULT_PORT
@@ -238,7 +255,6 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
 def run_command(options: argparse.Namespace) -> int:
     from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
     from lolo_runtime.serving import (
-        UsageError,
         choose_loop,
         loop_name,
         ssl_context,

@@ -10,6 +10,11 @@ class LoloError(Exception):
     """Base class for every error lolo-runtime raises on purpose."""
 
 
+class UsageError(LoloError, ValueError):
+    """Bad input from the person running lolo-run: an option, a value given to a command
+    (an email that is not one...). The CLI reports it in one line and exits 2."""
+
+
 class FlowError(LoloError):
     """One mistake in a flow file, located as ``path:line``."""
 

@@ -9,12 +9,16 @@ import time
 from pathlib import Path
 
 from lolo_runtime.apikeys import create_key, list_keys, revoke_key
+from lolo_runtime.errors import UsageError
 from lolo_runtime.state import SQLiteBackend, StateError
 
 
 def keys_command(options: argparse.Namespace, state: Path) -> int:
     try:
         return asyncio.run(_keys(options, state))
+    except UsageError as exc:
+        print(f"lolo-run keys: {exc}", file=sys.stderr)
+        return 2
     except StateError as exc:
         print(f"lolo-run keys: {exc}", file=sys.stderr)
         return 1

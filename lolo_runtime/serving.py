@@ -12,13 +12,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lolo_runtime.edge.proxy import TrustedProxies
-from lolo_runtime.errors import LoloError
+from lolo_runtime.errors import UsageError
 
 DEFAULT_TRUSTED_PROXIES = "127.0.0.1"
-
-
-class UsageError(LoloError):
-    """A command-line option that cannot be honoured (said in the option's terms)."""
 
 
 class _EncryptedKey(Exception):

@@ -41,6 +41,8 @@ def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
             data = stream.read(MAX_FLOW_BYTES + 1)
     except OSError as exc:
         raise FlowError(f"cannot read flow file: {exc.strerror}", path, 1) from None
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise FlowError("cannot read flow file: the path holds a NUL byte", path, 1) from None
     if len(data) > MAX_FLOW_BYTES:
         raise FlowError(f"flow file is over {MAX_FLOW_BYTES} bytes; {too_big}", path, 1)
     try:

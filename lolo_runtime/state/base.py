@@ -16,6 +16,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
+from lolo_runtime.errors import LoloError
+
 __all__ = [
     "AppState",
     "Clock",
@@ -40,7 +42,7 @@ MAX_DEPTH = 200
 """Deepest nesting of lists/dicts accepted in a value (also catches self-referencing values)."""
 
 
-class StateError(Exception):
+class StateError(LoloError):
     """Raised for every misuse or failure of the state store."""
 
 

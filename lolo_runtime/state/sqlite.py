@@ -90,9 +90,13 @@ class SQLiteBackend(StateBackend):
     # ----------------------------------------------------------------- on the worker thread
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
-        )
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=True,
+            )
+        except ValueError:  # a NUL in the path
+            raise StateError(f"cannot open {self.path!r}: the path holds a NUL byte") from None
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
