@@ -18,7 +18,7 @@ from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.logs import configure_logging
 from lolo_runtime.state.paths import resolve_state_path
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW, EXIT_FORCED = 0, 1, 2, 3
 DEFAULT_PORT = 4000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMMANDS = ("run", "check", "schema", "keys")
@@ -39,7 +39,7 @@ Run a Lolo-style app: a graph of async Python handlers joined by named ports,
 started by triggers and described by a YAML flow file.
 
 commands:
-  run FLOW      load FLOW, check it, and serve it until Ctrl-C or SIGTERM (the default:
+  run FLOW      load FLOW, check it, and serve it until Ctrl-C, SIGTERM or SIGHUP (the default:
                 'lolo-run FLOW' is 'lolo-run run FLOW')
   check FLOW    validate flow files without running them; exit 2 if any is wrong
   schema        print the flow files' JSON Schema, for editors
@@ -53,12 +53,14 @@ The state store (ctx.state, and the API keys) is the SQLite file --state, else
 $LOLO_STATE, else .lolo/state.sqlite3 under the current directory; apps sharing a
 file keep their keys apart by app name.
 On start-up it prints 'Listening to port N' once clients can connect.
-Ctrl-C or SIGTERM shuts down gracefully: clients are closed with code 1001 and
-in-flight handlers get --shutdown-timeout seconds to finish.
+Ctrl-C, SIGTERM or SIGHUP shuts down gracefully: clients are closed with code 1001
+and in-flight handlers get --shutdown-timeout seconds to finish. A second one stops
+at once (the state store is still closed cleanly).
 
 exit status: 0 after a clean shutdown or check, 1 when the app fails at run time
 (for example the port is taken), 2 when a flow file is wrong (reported as
-'path:line: message') or the command line is."""
+'path:line: message') or the command line is, 3 when a second signal cut the
+shutdown short."""
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -253,7 +255,7 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
 
 
 def run_command(options: argparse.Namespace) -> int:
-    from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
+    from lolo_runtime.runtime import ForcedShutdown, Runtime, ServeOptions, StartupError
     from lolo_runtime.serving import (
         choose_loop,
         loop_name,
@@ -292,10 +294,13 @@ def run_command(options: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(runtime.serve_until_signalled(listening))
+    except ForcedShutdown as exc:
+        print(f"lolo-run: {exc}", file=sys.stderr)
+        return EXIT_FORCED
     except (ListenError, StartupError) as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the signal handlers were in place
         return EXIT_OK
     return EXIT_OK
 

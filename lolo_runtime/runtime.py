@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -23,6 +24,13 @@ from lolo_runtime.node import Trigger
 from lolo_runtime.state import StateBackend, StateError
 
 log = logging.getLogger("lolo.runtime")
+
+
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ForcedShutdown(LoloError):
+    """A second signal cut a graceful shutdown short."""
 
 
 class StartupError(LoloError):
@@ -140,24 +148,55 @@ class Runtime:
             await self.backend.close()
 
     async def serve_until_signalled(self, on_listening: Callable[[int], None]) -> None:
-        """Start, report the bound port, run until SIGINT/SIGTERM, then stop."""
-        stop = asyncio.Event()
+        """Start, report the bound port, run until SIGINT, SIGTERM or SIGHUP, then stop
+        gracefully; a second signal during that stops at once (:class:`ForcedShutdown`),
+        the state store still closed cleanly."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        first, second = asyncio.Event(), asyncio.Event()
+
+        def signalled(signum: int) -> None:
+            if first.is_set():
+                second.set()
+                return
+            log.info("%s: shutting down (send it again to stop at once)",
+                     signal.Signals(signum).name)
+            first.set()
+
+        for signum in SHUTDOWN_SIGNALS:
+            loop.add_signal_handler(signum, signalled, signum)
         try:
-            await self.start()
+            try:
+                await self.start()
+            except BaseException:
+                await self.stop()  # what start-up opened is closed again
+                raise
             # What start-up made (modules, models, the flow) lives as long as the app:
             # keep it out of the collector's way, so full collections stay short.
             gc.collect()
             gc.freeze()
             on_listening(self.bound_port)
-            await stop.wait()
-            log.info("shutting down")
+            await first.wait()
+            await self._stop_unless_hurried(second)
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in SHUTDOWN_SIGNALS:
                 loop.remove_signal_handler(signum)
-            await self.stop()
+
+    async def _stop_unless_hurried(self, hurry: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = loop.create_task(self.stop())
+        hurried = loop.create_task(hurry.wait())
+        done, _ = await asyncio.wait({stopping, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping in done:
+            hurried.cancel()
+            stopping.result()
+            return
+        log.warning("second signal: stopping at once; in-flight handlers are cancelled")
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        if self.backend is not None:
+            await self.backend.close()  # commits what was acknowledged, leaves no WAL
+        raise ForcedShutdown("stopped at once by a second signal")
 
 
 async def _bounded(work: object, timeout: float, what: str) -> None:
