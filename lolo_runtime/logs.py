@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 NODE_LOGGER = logging.getLogger("lolo.node")
 
@@ -26,11 +27,34 @@ _SECRET_PATTERNS = (
 )
 
 
+_ENCODED_WORD = re.compile(r"[^\s'\"]*%[0-9A-Fa-f]{2}[^\s'\"]*")
+"""A run of text holding percent-escapes (a query string, a path, a header value)."""
+
+
 def redact(text: str) -> str:
-    """Mask every API key in ``text``."""
+    """Mask every API key in ``text``, also where names or values are percent-encoded
+    (once or several times): such a word is shown decoded, with the key masked."""
+    text = _redact_plain(text)
+    if "%" in text:
+        text = _ENCODED_WORD.sub(_redact_encoded, text)
+    return text
+
+
+def _redact_plain(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1[REDACTED]", text)
     return text
+
+
+def _redact_encoded(match: re.Match[str]) -> str:
+    word = decoded = match.group(0)
+    for _ in range(4):  # %252D is %2D is -: decode until nothing changes
+        once = unquote(decoded, errors="replace")
+        if once == decoded:
+            break
+        decoded = once
+    cleaned = _redact_plain(decoded)
+    return cleaned if cleaned != decoded else word
 
 
 class NodeLog:

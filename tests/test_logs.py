@@ -18,6 +18,14 @@ SECRET = KEY.split("_", 2)[2]
     f"headers={{'authorization': 'Bearer {KEY}'}}",
     f"a key on its own: {KEY}.",
     f"GET /x?lolo-api-key%3D{KEY}",
+    # percent-encoded names, values, both, twice, in any case
+    f"GET /socket?lolo%2Dapi%2Dkey={KEY} HTTP/1.1",
+    "GET /socket?lolo-api-key=" + KEY.replace("_", "%5F") + " HTTP/1.1",
+    "GET /socket?lolo%2dapi%2dkey=" + KEY.replace("_", "%5f") + "&x=1 HTTP/1.1",
+    "GET /socket?lolo%252Dapi%252Dkey=" + KEY.replace("_", "%255F") + " HTTP/1.1",
+    "GET /socket?" + "".join(f"%{b:02X}" for b in f"lolo-api-key={KEY}".encode()),
+    "< Authorization: Bearer%20" + KEY.replace("_", "%5F"),
+    "GET /p/" + KEY.replace("_", "%5F") + " HTTP/1.1",
 ])
 def test_a_key_never_survives(line: str) -> None:
     cleaned = redact(line)

@@ -116,3 +116,38 @@ def test_a_key_created_while_the_app_runs_works_at_once(server: LoloProcess, sta
     assert asyncio.run(connect_with(key))
     keys(state, "revoke", key.split("_")[1])
     assert asyncio.run(refused_status(server.url() + f"?lolo-api-key={key}")) == 401
+
+
+def test_a_percent_encoded_key_works_and_never_reaches_the_debug_log(
+    server: LoloProcess, state: Path
+) -> None:
+    """The query's name and value may be percent-encoded (once, twice, in any case):
+    the key is accepted as a browser would send it, and DEBUG lines never show it."""
+    key = keys(state, "create", "--email", "enc@example.com")
+    secret = key.split("_", 2)[2]
+    encoded = "".join(f"%{byte:02x}" for byte in key.encode())
+    urls = [
+        server.url() + f"?lolo%2Dapi%2Dkey={key.replace('_', '%5F')}",
+        server.url() + f"?lolo-api-key={encoded}",
+    ]
+
+    async def scenario() -> list[object]:
+        greetings = []
+        for url in urls:
+            async with connect(url) as ws:
+                greetings.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        # Refused tries leave the same kind of lines in the log.
+        with pytest.raises(InvalidStatus):
+            async with connect(server.url() + "?lolo%252Dapi%252Dkey="
+                               + key.replace("_", "%255F")):
+                pass
+        return greetings
+
+    greetings = asyncio.run(scenario())
+    assert [g["connected"] for g in greetings] == [True, True]  # type: ignore[index]
+    assert server.stop() == 0
+    log = server.stderr()
+    assert "< GET /socket?" in log  # the websockets library's DEBUG lines are there
+    for form in (secret, secret.replace("_", "%5F"), secret.replace("_", "%255F"),
+                 "".join(f"%{byte:02x}" for byte in secret.encode())):
+        assert form not in log
