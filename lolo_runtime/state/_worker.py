@@ -60,7 +60,9 @@ class SQLiteWorker:
 
     ``connect`` runs on the thread and must return a connection in autocommit mode
     (``isolation_level=None``): the worker issues BEGIN/COMMIT itself. ``after_write_batch``,
-    if given, runs inside every transaction that contains a write, just before COMMIT.
+    if given, runs inside every transaction that contains a write, just before COMMIT;
+    ``before_write_batch`` runs before such a transaction begins, and a ``StateError`` it
+    raises fails every operation of the batch.
     ``label`` names the store in error messages.
     """
 
@@ -71,11 +73,13 @@ class SQLiteWorker:
         *,
         max_batch: int = 1000,
         after_write_batch: Callable[[sqlite3.Connection], None] | None = None,
+        before_write_batch: Callable[[], None] | None = None,
     ) -> None:
         self._label = label
         self._connect = connect
         self._max_batch = max(1, max_batch)
         self._after_write_batch = after_write_batch
+        self._before_write_batch = before_write_batch
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -178,6 +182,16 @@ class SQLiteWorker:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         writes = any(op.writes for op in batch)
         outcomes: list[tuple[Any, BaseException | None]] = []
+        if writes and self._before_write_batch is not None:
+            try:
+                self._before_write_batch()
+            except StateError as refusal:  # nothing of this batch may be acknowledged
+                by_loop_refused: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+                for op in batch:
+                    by_loop_refused.setdefault(op.loop, []).append((op.future, None, refusal))
+                for target, results in by_loop_refused.items():
+                    _notify(target, results)
+                return
         try:
             conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
             for op in batch:

@@ -9,6 +9,7 @@ the operations waiting in the queue.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -67,8 +68,11 @@ class SQLiteBackend(StateBackend):
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._write_batches = 0
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
+        self._file_lost: StateError | None = None
         self._worker = SQLiteWorker(
-            str(self.path), self._connect, max_batch=max_batch, after_write_batch=self._maintain
+            str(self.path), self._connect, max_batch=max_batch, after_write_batch=self._maintain,
+            before_write_batch=self._check_file,
         )
 
     def __repr__(self) -> str:
@@ -78,16 +82,48 @@ class SQLiteBackend(StateBackend):
     # ----------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
+        # It holds emails, account ids, key hashes and app data: private to its owner.
+        # Folders made here are 0700; the file (and SQLite's -wal and -shm, which take
+        # the file's mode) 0600. An existing folder is the user's and is left as it is.
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            missing = [folder for folder in (self.path.parent, *self.path.parent.parents)
+                       if not folder.exists()]
+            for folder in reversed(missing):  # mkdir(parents=True) ignores mode for these
+                folder.mkdir(mode=0o700, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            info = self.path.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid() and self.path.is_file():
+                self.path.chmod(0o600)
+        except ValueError:
+            raise StateError(f"cannot open {self.path!r}: the path holds a NUL byte") from None
         except OSError as exc:
-            raise StateError(f"cannot create directory for state store {self.path}: {exc}") from exc
+            raise StateError(f"cannot create state store {self.path}: {exc}") from exc
         await self._worker.start()
 
     async def close(self) -> None:
         await self._worker.stop()
 
     # ----------------------------------------------------------------- on the worker thread
+
+    def _check_file(self) -> None:
+        """Refuse to acknowledge writes once the file we write to is no longer the one at
+        ``path`` (deleted or replaced while the app runs): they would be lost."""
+        if self._file_lost is not None:
+            raise self._file_lost
+        try:
+            now = os.stat(self.path)
+            current: tuple[int, int] | None = (now.st_dev, now.st_ino)
+        except OSError:
+            current = None
+        if current == self._identity:
+            return
+        what = "deleted" if current is None else "replaced by another file"
+        self._file_lost = StateError(
+            f"state store {self.path} was {what} while the app ran; writes are refused "
+            "from now on so that none is acknowledged and lost (restart to use a new file)")
+        logging.getLogger("lolo.state").error("%s", self._file_lost)
+        raise self._file_lost
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -122,6 +158,8 @@ class SQLiteBackend(StateBackend):
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("DELETE FROM lolo_kv WHERE expires_at <= ?", (self.clock(),))
             conn.execute("COMMIT")
+            opened = os.stat(self.path)
+            self._identity = (opened.st_dev, opened.st_ino)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateError(
