@@ -39,8 +39,8 @@ Run a Lolo-style app: a graph of async Python handlers joined by named ports,
 started by triggers and described by a YAML flow file.
 
 commands:
-  run FLOW      load FLOW, check it, and serve it until Ctrl-C, SIGTERM or SIGHUP (the default:
-                'lolo-run FLOW' is 'lolo-run run FLOW')
+  run FLOW      load FLOW, check it, and serve it until Ctrl-C, SIGTERM or SIGHUP
+                (the default: 'lolo-run FLOW' is 'lolo-run run FLOW')
   check FLOW    validate flow files without running them; exit 2 if any is wrong
   schema        print the flow files' JSON Schema, for editors
   keys          create, list and revoke the API keys that lolo/api-auth accepts
