@@ -23,7 +23,7 @@ from lolo_runtime.edge.batcher import WriteBatcher
 from lolo_runtime.edge.fdlimit import SpareDescriptor, connection_budget
 from lolo_runtime.edge.http1 import HttpConnection, HttpLimits
 from lolo_runtime.edge.proxy import TrustedProxies, format_peer
-from lolo_runtime.edge.responses import plain
+from lolo_runtime.edge.responses import serialize, too_busy
 from lolo_runtime.edge.routes import RouteTable
 from lolo_runtime.edge.types import HttpResponse, HttpRoute, WebSocketRoute
 from lolo_runtime.errors import LoloError
@@ -31,14 +31,30 @@ from lolo_runtime.errors import LoloError
 log = logging.getLogger("lolo.server")
 
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
-                b"content-length: 21\r\nconnection: close\r\n\r\nServer is too busy.\r\n")
 WARN_INTERVAL = 10.0
 TLS_SHUTDOWN_TIMEOUT = 2.0
 MAX_LINGERING = 32
 """Refused sockets kept open at once until their client's request arrives."""
 SPARELESS_PAUSE = 0.1
 """Seconds the listener stops accepting when out of descriptors and without its spare."""
+
+
+class IntervalWarning:
+    """A warning said at most once per ``WARN_INTERVAL``, with how many times it was due
+    (``%(count)d`` in the message) since it was last said."""
+
+    def __init__(self, message: str):
+        self.message = message
+        self._said_at: float | None = None
+        self._count = 0
+
+    def due(self, **values: object) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if self._said_at is None or now - self._said_at >= WARN_INTERVAL:
+            log.warning(self.message, {**values, "count": self._count})
+            self._said_at = now
+            self._count = 0
 
 
 class ListenError(LoloError):
@@ -64,8 +80,10 @@ class Edge:
         self.connections: set[Any] = set()
         self.stopping = False
         self.connection_budget = connection_budget(descriptor_limit)
-        self._budget_warned: float | None = None
-        self._budget_refusals = 0
+        self._budget_warning = IntervalWarning(
+            "refusing connections with 503: %(in_use)d connections use the descriptors "
+            "this process may open (%(count)d refused since the last warning); raise "
+            "'ulimit -n' or lower max_connections")
         self._all_closed: asyncio.Event | None = None
 
     def add_http(self, path: str, route: HttpRoute) -> None:
@@ -88,16 +106,8 @@ class Edge:
         in_use = len(self.connections) + accepting
         if budget is None or in_use < budget:
             return None
-        self._budget_refusals += 1
-        now = time.monotonic()
-        if self._budget_warned is None or now - self._budget_warned >= WARN_INTERVAL:
-            log.warning("refusing connections with 503: %d connections use the "
-                        "descriptors this process may open (%d refused since the last "
-                        "warning); raise 'ulimit -n' or lower max_connections",
-                        in_use, self._budget_refusals)
-            self._budget_warned = now
-            self._budget_refusals = 0
-        return plain(503, "Server is too busy.\n")
+        self._budget_warning.due(in_use=in_use)
+        return too_busy()
 
     def connection_opened(self, conn: Any) -> None:
         self.connections.add(conn)
@@ -133,8 +143,9 @@ class Listener:
         self.ssl_context = ssl_context
         self.sockets: list[socket.socket] = []
         self._spare = SpareDescriptor()
-        self._starving_since: float | None = None
-        self._refused_while_starving = 0
+        self._starving_warning = IntervalWarning(
+            f"out of file descriptors: refusing new connections with 503 (%(count)d refused in "
+            f"the last {WARN_INTERVAL:g}s); raise 'ulimit -n' or lower max_connections")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepting = 0  # sockets accepted whose connection object is not made yet
         self._lingering: dict[int, socket.socket] = {}  # refused, waiting to be closed
@@ -221,14 +232,7 @@ class Listener:
 
     def _refuse_without_descriptors(self, listening: socket.socket) -> None:
         """Out of descriptors: free the spare, accept one client, tell it 503, close."""
-        now = time.monotonic()
-        if self._starving_since is None or now - self._starving_since >= WARN_INTERVAL:
-            log.warning(
-                "out of file descriptors: refusing new connections with 503 (%d refused in "
-                "the last %gs); raise 'ulimit -n' or lower max_connections",
-                self._refused_while_starving, WARN_INTERVAL)
-            self._starving_since = now
-            self._refused_while_starving = 0
+        self._starving_warning.due()
         if not self._spare.release():
             # No spare to trade: stop polling a socket we cannot accept from for a moment,
             # rather than spin on it.
@@ -241,7 +245,6 @@ class Listener:
         else:
             sock.setblocking(False)
             self._refuse(sock, linger=False)  # the spare must come back at once
-            self._refused_while_starving += 1
         finally:
             self._spare.take()
 
@@ -255,7 +258,7 @@ class Listener:
         """
         try:
             if self.ssl_context is None:
-                sock.send(_REFUSAL_503)
+                sock.send(serialize(too_busy()))
                 sock.shutdown(socket.SHUT_WR)
             sock.recv(65536)
         except OSError:

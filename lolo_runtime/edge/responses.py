@@ -97,4 +97,14 @@ def plain(status: int, text: str | None = None, *extra: tuple[str, str]) -> Http
     return HttpResponse(status, headers, body)
 
 
+def serialize(response: HttpResponse) -> bytes:
+    """A whole answer on a connection that closes after it (refusals)."""
+    return response_head(response, len(response.body), False) + response.body
+
+
+def too_busy() -> HttpResponse:
+    """The 503 of a server out of room (connections or file descriptors)."""
+    return plain(503, "Server is too busy.\n")
+
+
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

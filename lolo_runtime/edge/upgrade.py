@@ -19,7 +19,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
-from lolo_runtime.edge.responses import plain, response_head
+from lolo_runtime.edge.responses import plain, serialize
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
 from lolo_runtime.edge.websocket import WebSocketConnection
 
@@ -77,7 +77,7 @@ def _asks_for_websocket(request: HttpRequest) -> bool:
 
 
 def _answer(transport: asyncio.Transport, response: HttpResponse) -> None:
-    transport.write(response_head(response, len(response.body), False) + response.body)
+    transport.write(serialize(response))
     transport.close()
 
 

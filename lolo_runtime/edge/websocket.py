@@ -34,7 +34,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from lolo_runtime.edge.messages import MessageAssembler, MessageError
-from lolo_runtime.edge.responses import plain, response_head
+from lolo_runtime.edge.responses import plain, serialize
 from lolo_runtime.edge.sendwatch import SendWatch
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketRoute
 
@@ -145,7 +145,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.phase = Phase.ENDED
         transport = self._transport()
         if not transport.is_closing():
-            transport.write(response_head(refusal, len(refusal.body), False) + refusal.body)
+            transport.write(serialize(refusal))
             transport.close()
 
     # asyncio callbacks
@@ -265,9 +265,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an encoded, unmasked, uncompressed frame; written when the loop turns."""
-        watch = self._watch
-        if len(frame) > watch.largest_frame:
-            watch.largest_frame = len(frame)
+        self._watch.frame(len(frame))
         outgoing = self._outgoing
         if outgoing is not None:
             outgoing.append(frame)
@@ -292,10 +290,7 @@ class WebSocketConnection(asyncio.Protocol):
         if frames and self.is_open:
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             self._transport().write(data)
-            watch = self._watch
-            watch.queued += len(data)
-            if watch.over_cap:
-                watch.check_ceiling()
+            self._watch.sent(len(data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (after what was queued); drop the TCP connection if
