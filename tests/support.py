@@ -14,6 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"Listening to port (\d+)")
@@ -23,6 +26,21 @@ def lolo_run_command() -> list[str]:
     """The installed ``lolo-run`` script, or the module when the script is not on PATH."""
     script = shutil.which("lolo-run")
     return [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip for want of a program or package (``reason`` names it, and how to install
+    it), except on CI (``CI=true``), where ``.ci/run`` installs it: there the test fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def lolo_keys(state: Path, *args: str) -> str:
+    """``lolo-run keys ARGS --state STATE``; what it printed on stdout (a new key)."""
+    done = subprocess.run([*lolo_run_command(), "keys", *args, "--state", str(state)],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.strip()
 
 
 def free_port() -> int:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import ROOT, LoloProcess, free_port, lolo_run_command
+from tests.support import ROOT, LoloProcess, free_port, lolo_keys, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -41,9 +40,7 @@ def _missing() -> str | None:
 def browser() -> Iterator[Browser]:
     missing = _missing()
     if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
+        unavailable(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -145,11 +142,7 @@ def test_two_pages_chat_and_a_third_sees_the_history(tabs: Any, tmp_path: Path) 
 
 def test_the_auth_chat_works_with_a_typed_key(tabs: Any, tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite3"
-    key = subprocess.run(
-        [*lolo_run_command(), "keys", "create", "--email", "you@example.com",
-         "--state", str(state)],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout.strip()
+    key = lolo_keys(state, "create", "--email", "you@example.com")
     with LoloProcess(CHAT_AUTH, state=state) as server:
         base = f"http://127.0.0.1:{server.port}/"
         a = tabs(base + "?auth")  # asks for a key before connecting

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,17 +12,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from lolo_runtime.state import SQLiteBackend
-from tests.support import ROOT, LoloProcess, lolo_run_command
+from tests.support import ROOT, LoloProcess, lolo_keys
 
 PROBE_FLOW = ROOT / "tests" / "e2e" / "flows" / "chat-auth-probe.yaml"
-
-
-def keys(state: Path, *args: str) -> str:
-    done = subprocess.run(
-        [*lolo_run_command(), "keys", *args, "--state", str(state)],
-        capture_output=True, text=True, timeout=30, check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -55,9 +46,9 @@ async def refused_status(url: str, headers: dict[str, str] | None = None) -> int
 def test_a_connection_without_a_valid_key_is_refused_with_401(
     server: LoloProcess, state: Path
 ) -> None:
-    good = keys(state, "create", "--email", "ann@example.com")
-    revoked = keys(state, "create", "--email", "bob@example.com")
-    keys(state, "revoke", revoked.split("_")[1])
+    good = lolo_keys(state, "create", "--email", "ann@example.com")
+    revoked = lolo_keys(state, "create", "--email", "bob@example.com")
+    lolo_keys(state, "revoke", revoked.split("_")[1])
     wrong = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     base = server.url()
 
@@ -82,8 +73,8 @@ def test_a_connection_without_a_valid_key_is_refused_with_401(
 def test_valid_keys_connect_and_messages_are_signed_with_the_senders_email(
     server: LoloProcess, state: Path
 ) -> None:
-    ann = keys(state, "create", "--email", "ann@example.com")
-    bob = keys(state, "create", "--email", "bob@example.com", "--account", "acct-bob")
+    ann = lolo_keys(state, "create", "--email", "ann@example.com")
+    bob = lolo_keys(state, "create", "--email", "bob@example.com", "--account", "acct-bob")
 
     async def chat() -> tuple[str, str]:
         async with connect(server.url() + f"?lolo-api-key={ann}") as a, \
@@ -112,9 +103,9 @@ def test_a_key_created_while_the_app_runs_works_at_once(server: LoloProcess, sta
         async with connect(server.url() + f"?lolo-api-key={key}") as ws:
             return bool(json.loads(await ws.recv())["connected"])
 
-    key = keys(state, "create", "--email", "late@example.com")
+    key = lolo_keys(state, "create", "--email", "late@example.com")
     assert asyncio.run(connect_with(key))
-    keys(state, "revoke", key.split("_")[1])
+    lolo_keys(state, "revoke", key.split("_")[1])
     assert asyncio.run(refused_status(server.url() + f"?lolo-api-key={key}")) == 401
 
 
@@ -123,7 +114,7 @@ def test_a_percent_encoded_key_works_and_never_reaches_the_debug_log(
 ) -> None:
     """The query's name and value may be percent-encoded (once, twice, in any case):
     the key is accepted as a browser would send it, and DEBUG lines never show it."""
-    key = keys(state, "create", "--email", "enc@example.com")
+    key = lolo_keys(state, "create", "--email", "enc@example.com")
     secret = key.split("_", 2)[2]
     encoded = "".join(f"%{byte:02x}" for byte in key.encode())
     urls = [

@@ -17,25 +17,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
 from tests.e2e.test_http_trigger import Reply, fetch
-from tests.support import ROOT, LoloProcess, lolo_run_command
+from tests.support import ROOT, LoloProcess, lolo_run_command, unavailable
 
 HTTP_FLOW = ROOT / "tests" / "e2e" / "flows" / "http-trigger.yaml"
 CHAT = ROOT / "flows" / "chat.yaml"
-
-
-def missing(reason: str) -> NoReturn:
-    """Skip for want of a program (``reason`` names it), except on CI, where it must be
-    installed: there the test fails."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +34,7 @@ def openssl() -> str:
     """The openssl CLI."""
     program = shutil.which("openssl")
     if program is None:
-        missing("needs the openssl command (Debian package: openssl)")
+        unavailable("needs the openssl command (Debian package: openssl)")
     return program
 
 
@@ -318,7 +309,7 @@ def uvloop_installed() -> bool:
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop", "auto"])
 def test_each_event_loop_serves_the_chat(loop: str, tmp_path: Path) -> None:
     if loop == "uvloop" and not uvloop_installed():
-        missing("needs uvloop (pip install 'lolo-runtime[uvloop]')")
+        unavailable("needs uvloop (pip install 'lolo-runtime[uvloop]')")
     with LoloProcess(CHAT, "--loop", loop, state=tmp_path / "state.sqlite3") as server:
         sender, heard = asyncio.run(chat(server.url()))
         assert heard == f"{sender} says: hello there"

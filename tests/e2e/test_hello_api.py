@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.e2e.test_http_trigger import fetch, make_key
-from tests.support import ROOT, LoloProcess, lolo_run_command
+from tests.e2e.test_http_trigger import fetch
+from tests.support import ROOT, LoloProcess, lolo_keys, lolo_run_command
 
 FLOW = ROOT / "flows" / "hello-api.yaml"
 JSON = {"Content-Type": "application/json"}
@@ -31,7 +31,7 @@ def test_hello_answers_with_the_name_from_the_path(tmp_path: Path) -> None:
 
 def test_notes_need_a_key_to_write_and_survive_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite3"
-    key = make_key(state, "create", "--email", "ann@example.com")
+    key = lolo_keys(state, "create", "--email", "ann@example.com")
     with LoloProcess(FLOW, state=state) as server:
         port = server.port
         assert fetch(port, "GET", "/notes").json() == {"notes": []}

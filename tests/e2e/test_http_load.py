@@ -8,29 +8,17 @@ servers answer every request of a wrk run, and that the runner's report is compl
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.support import ROOT
-
-
-def need(program: str, package: str) -> str:
-    found = shutil.which(program)
-    if found is None:
-        reason = f"needs {program} (Debian package {package}: apt-get install {package})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+from tests.support import ROOT, unavailable
 
 
 def test_wrk_load_is_answered_in_full_by_lolo_run_and_the_reference(tmp_path: Path) -> None:
-    need("wrk", "wrk")
+    if shutil.which("wrk") is None:
+        unavailable("needs wrk (Debian package wrk: apt-get install wrk)")
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "http_run.py"), "--quick", "--no-pin",
          "--out", str(tmp_path)],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, LoloProcess, lolo_run_command
+from tests.support import ROOT, LoloProcess, lolo_keys, lolo_run_command
 
 FLOW = ROOT / "tests" / "e2e" / "flows" / "http-trigger.yaml"
 
@@ -45,12 +45,6 @@ def fetch(conn: http.client.HTTPConnection | int, method: str, path: str,
     finally:
         if own:
             client.close()
-
-
-def make_key(state: Path, *args: str) -> str:
-    done = subprocess.run([*lolo_run_command(), "keys", *args, "--state", str(state)],
-                          capture_output=True, text=True, timeout=30, check=True)
-    return done.stdout.strip()
 
 
 def log_lines(server: LoloProcess, *needles: str) -> list[str]:
@@ -235,10 +229,10 @@ def test_methods_outside_the_list_are_405_with_allow(shared: LoloProcess) -> Non
 def test_api_auth_takes_the_key_from_header_bearer_or_query(
         tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite3"
-    ann = make_key(state, "create", "--email", "ann@example.com", "--account", "acct-ann")
-    bob = make_key(state, "create", "--email", "bob@example.com")
-    revoked = make_key(state, "create", "--email", "eve@example.com")
-    make_key(state, "revoke", revoked.split("_")[1])
+    ann = lolo_keys(state, "create", "--email", "ann@example.com", "--account", "acct-ann")
+    bob = lolo_keys(state, "create", "--email", "bob@example.com")
+    revoked = lolo_keys(state, "create", "--email", "eve@example.com")
+    lolo_keys(state, "revoke", revoked.split("_")[1])
     wrong = ann[:-4] + ("AAAA" if not ann.endswith("AAAA") else "BBBB")
     with LoloProcess(FLOW, "--log-level", "debug", state=state) as server:
         port = server.port
