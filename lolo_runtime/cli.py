@@ -16,12 +16,16 @@ from lolo_runtime.edge.listener import ListenError
 from lolo_runtime.errors import FlowErrors, LoloError, UsageError
 from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.logs import configure_logging
+from lolo_runtime.state.base import StateBackend
 from lolo_runtime.state.paths import resolve_state_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW, EXIT_FORCED = 0, 1, 2, 3
 DEFAULT_PORT = 4000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMMANDS = ("run", "check", "schema", "keys")
+WORKER_ENV = "LOLO_WORKER"
+"""Set by the ``--workers`` supervisor in each worker's environment (its number, from 1):
+the worker binds its port with SO_REUSEPORT, beside its siblings."""
 
 log = logging.getLogger("lolo.cli")
 
@@ -30,9 +34,10 @@ lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--state-sync {norma
                 [--log-level LEVEL] [--log-format {text,json}] [--shutdown-timeout SECONDS]
                 [--ssl-certfile FILE [--ssl-keyfile FILE]] [--proxy-headers
                 [--forwarded-allow-ips LIST]] [--loop {auto,asyncio,uvloop}]
+                [--redis URL] [--workers N]
        lolo-run check FLOW...
        lolo-run schema [--output FILE]
-       lolo-run keys {create,list,revoke} [--state PATH] ..."""
+       lolo-run keys {create,list,revoke} [--state PATH | --redis URL] ..."""
 
 DESCRIPTION = """\
 Run a Lolo-style app: a graph of async Python handlers joined by named ports,
@@ -51,7 +56,10 @@ EPILOG = """\
 The port is --port, else $PORT, else the flow file's 'port:', else 4000.
 The state store (ctx.state, and the API keys) is the SQLite file --state, else
 $LOLO_STATE, else .lolo/state.sqlite3 under the current directory; apps sharing a
-file keep their keys apart by app name.
+file keep their keys apart by app name. With --redis URL (or $LOLO_REDIS_URL) the
+state lives on that Redis server instead, and channels (ctx.publish, lolo/broadcast)
+reach clients connected to any process of the app: run as many as you like, on
+one machine (--workers N) or many.
 On start-up it prints 'Listening to port N' once clients can connect.
 Ctrl-C, SIGTERM or SIGHUP shuts down gracefully: clients are closed with code 1001
 and in-flight handlers get --shutdown-timeout seconds to finish. A second one stops
@@ -91,7 +99,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                         help="event loop: auto takes uvloop when it is installed, else "
                         "asyncio; uvloop fails when it is not (default: %(default)s)")
+    parser.add_argument("--workers", type=_worker_count, default=1, metavar="N",
+                        help="serve the port from N processes (SO_REUSEPORT) under one "
+                        "supervisor that restarts a crashed one; N > 1 needs --redis "
+                        "(default: %(default)s)")
     _add_state_option(parser, sync=True)
+
+
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 512:
+        raise ValueError(text)
+    return count
+
+
+_worker_count.__name__ = "worker count (1 to 512)"
 
 
 def _port_number(text: str) -> int:
@@ -108,6 +130,9 @@ _port_number.__name__ = "port number"  # argparse says "invalid port number valu
 def _add_state_option(parser: argparse.ArgumentParser, sync: bool = False) -> None:
     parser.add_argument("--state", type=Path, metavar="PATH",
                         help="state store file (default: $LOLO_STATE, else .lolo/state.sqlite3)")
+    parser.add_argument("--redis", metavar="URL",
+                        help="keep the state on this Redis server instead of a file, e.g. "
+                        "redis://:password@host:6379/0 (default: $LOLO_REDIS_URL, if set)")
     if sync:
         parser.add_argument(
             "--state-sync", choices=("normal", "full"), default="normal",
@@ -193,8 +218,8 @@ def _dispatch(args: list[str]) -> int:
     if command == "keys":
         from lolo_runtime.keys_command import keys_command
 
-        return keys_command(options, resolve_state_path(options.state, os.environ))
-    return run_command(options)
+        return keys_command(options, _state_backend(options))
+    return run_command(options, args)
 
 
 def _report(errors: FlowErrors) -> None:
@@ -254,7 +279,27 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
     return flow.spec.port or DEFAULT_PORT
 
 
-def run_command(options: argparse.Namespace) -> int:
+def redis_url(options: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """--redis, else $LOLO_REDIS_URL; --state and --redis together are a usage error."""
+    url = options.redis or environ.get("LOLO_REDIS_URL") or None
+    if url is not None and options.state is not None and options.redis:
+        raise UsageError("--state and --redis choose different stores; give one of them")
+    return url
+
+
+def _state_backend(options: argparse.Namespace, sync: str = "normal") -> StateBackend:
+    """The store the options name: Redis (--redis / $LOLO_REDIS_URL) or a SQLite file."""
+    url = redis_url(options, os.environ)
+    if url is not None:
+        from lolo_runtime.state.redisstore import RedisBackend
+
+        return RedisBackend(url)
+    from lolo_runtime.state import SQLiteBackend
+
+    return SQLiteBackend(resolve_state_path(options.state, os.environ), synchronous=sync)
+
+
+def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     from lolo_runtime.runtime import ForcedShutdown, Runtime, ServeOptions, StartupError
     from lolo_runtime.serving import (
         choose_loop,
@@ -262,8 +307,6 @@ def run_command(options: argparse.Namespace) -> int:
         ssl_context,
         trusted_proxies,
     )
-    from lolo_runtime.state import SQLiteBackend
-
     configure_logging(options.log_level, options.log_format)
     try:
         flow = load_flow(options.flow)
@@ -276,13 +319,20 @@ def run_command(options: argparse.Namespace) -> int:
         proxies = trusted_proxies(options.proxy_headers, options.forwarded_allow_ips,
                                   os.environ)
         port = choose_port(options.port, os.environ, flow)
+        backend = _state_backend(options, options.state_sync)
+        if options.workers > 1 and redis_url(options, os.environ) is None:
+            raise UsageError(f"--workers {options.workers} needs --redis URL (or "
+                             "$LOLO_REDIS_URL): worker processes share their state and "
+                             "reach each other's clients through Redis")
     except UsageError as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_BAD_FLOW
-    backend = SQLiteBackend(
-        resolve_state_path(options.state, os.environ), synchronous=options.state_sync
-    )
-    serve = ServeOptions(options.host, port, context, proxies, options.shutdown_timeout)
+    if options.workers > 1:
+        from lolo_runtime.supervisor import run_workers
+
+        return run_workers(argv, options.workers)
+    serve = ServeOptions(options.host, port, context, proxies, options.shutdown_timeout,
+                         reuse_port=os.environ.get(WORKER_ENV) is not None)
     runtime = Runtime(flow, serve, backend)
     scheme = "https" if context is not None else "http"
 

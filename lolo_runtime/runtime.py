@@ -46,6 +46,8 @@ class ServeOptions:
     ssl_context: ssl.SSLContext | None = None
     trusted_proxies: TrustedProxies | None = None
     shutdown_timeout: float = 10.0
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT (worker processes of ``--workers`` share the port)."""
 
 
 class Runtime:
@@ -119,7 +121,8 @@ class Runtime:
                 ) from exc
         if self.edge is not None:
             self.listener = Listener(self.edge, self.options.host, self.options.port,
-                                     self.options.ssl_context)
+                                     self.options.ssl_context,
+                                     reuse_port=self.options.reuse_port)
             await self.listener.start()
 
     def _descriptor_limit(self) -> int | None:

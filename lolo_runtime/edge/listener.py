@@ -136,11 +136,14 @@ class Listener:
     """Binds ``host:port`` and feeds accepted sockets to :class:`HttpConnection`."""
 
     def __init__(self, edge: Edge, host: str, port: int,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, *, reuse_port: bool = False):
         self.edge = edge
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
+        """SO_REUSEPORT: several worker processes bind the same port; the kernel spreads
+        new connections across them."""
         self.sockets: list[socket.socket] = []
         self._spare = SpareDescriptor()
         self._starving_warning = IntervalWarning(
@@ -166,6 +169,8 @@ class Listener:
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind((address[0], port, *address[2:]))

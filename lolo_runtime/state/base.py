@@ -171,6 +171,15 @@ class StateBackend(ABC):
     async def close(self) -> None:
         """Finish queued operations and release every resource. Safe to call twice."""
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a file path; a Redis URL without password)."""
+        return type(self).__name__
+
+    def problem(self) -> str | None:
+        """Why the store cannot be used right now (for health checks), or None."""
+        return None
+
     def for_app(self, app_name: str) -> AppState:
         """Return the state of one app; apps never see each other's keys."""
         if not isinstance(app_name, str) or not app_name:
@@ -214,7 +223,17 @@ class StateBackend(ABC):
 
         A live key keeps its expiry; an absent or expired key starts from 0 with no expiry.
         Raises :class:`StateError` (and changes nothing) if the stored value is not an integer
-        or the result is outside [INT64_MIN, INT64_MAX].
+        or the result is outside [INT64_MIN, INT64_MAX]; also if ``key`` holds a list.
+        """
+
+    @abstractmethod
+    async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
+        """In one atomic step, append ``text`` to the list under ``key`` (absent: a new
+        list) and drop its oldest items past the last ``keep``; return the list's length.
+
+        Raises :class:`StateError` (and changes nothing) if ``key`` holds a live value
+        stored by ``set`` (lists are made by ``push`` only; an expired value counts as
+        absent). ``kv_get`` returns such a list as one JSON array; ``kv_set`` replaces it.
         """
 
 
@@ -285,3 +304,18 @@ class AppState:
         if not INT64_MIN <= by <= INT64_MAX:
             raise StateError(f"incr of key {key!r}: 'by' is outside the signed 64-bit range")
         return await self._backend.kv_incr(self._app, key, by, self._backend.clock())
+
+    async def push(self, key: str, value: object, *, keep: int) -> int:
+        """Append ``value`` to the list under ``key`` and keep only its last ``keep`` items,
+        in one atomic step (safe from many processes at once); return the list's length.
+
+        ``get(key)`` reads the list (oldest first), ``set`` replaces it, ``delete`` removes
+        it. A list is made by ``push`` only: pushing to a key that holds a value stored with
+        ``set`` raises :class:`StateError`, as does a value that is not JSON. Lists never
+        expire. Each push writes one item, whatever the list's length.
+        """
+        validate_key(key)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise StateError(f"push to key {key!r}: 'keep' must be an int >= 1, not {keep!r}")
+        text = encode_value(key, value)
+        return await self._backend.kv_push(self._app, key, text, keep, self._backend.clock())

@@ -20,7 +20,7 @@ from .base import INT64_MAX, INT64_MIN, Clock, StateBackend, StateError
 
 __all__ = ["SQLiteBackend"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added lolo_list (version-1 files are upgraded in place)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS lolo_kv (
@@ -32,6 +32,16 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS lolo_kv_expiry ON lolo_kv (expires_at) "
     "WHERE expires_at IS NOT NULL",
+    # Lists made by push(): one row per item, so a push writes one small row (and trims
+    # old ones by seq) instead of rewriting the whole list. Items of a list have
+    # consecutive seq numbers: trimming only ever removes the lowest.
+    """CREATE TABLE IF NOT EXISTS lolo_list (
+        app   TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        seq   INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (app, key, seq)
+    ) WITHOUT ROWID""",
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -78,6 +88,13 @@ class SQLiteBackend(StateBackend):
     def __repr__(self) -> str:
         state = "open" if self._worker.running else "closed"
         return f"SQLiteBackend({str(self.path)!r}, {state})"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def problem(self) -> str | None:
+        return None if self._file_lost is None else str(self._file_lost)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -184,13 +201,17 @@ class SQLiteBackend(StateBackend):
                 f"SELECT value FROM lolo_kv WHERE app = ? AND key = ? AND {_LIVE}",
                 (app, key, now),
             ).fetchone()
-            return None if row is None else str(row[0])
+            if row is not None:
+                return str(row[0])
+            items = _list_items(conn, app, key)
+            return None if not items else "[" + ",".join(items) + "]"
 
         return await self._worker.submit(run, writes=False)
 
     async def kv_set(self, app: str, key: str, text: str, expires_at: float | None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(_UPSERT, (app, key, text, expires_at))
+            conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ?", (app, key))
 
         await self._worker.submit(run, writes=True)
 
@@ -200,7 +221,10 @@ class SQLiteBackend(StateBackend):
                 f"SELECT 1 FROM lolo_kv WHERE app = ? AND key = ? AND {_LIVE}", (app, key, now)
             ).fetchone()
             conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
-            return live is not None
+            items = conn.execute(
+                "DELETE FROM lolo_list WHERE app = ? AND key = ?", (app, key)
+            ).rowcount
+            return live is not None or items > 0
 
         return await self._worker.submit(run, writes=True)
 
@@ -209,14 +233,15 @@ class SQLiteBackend(StateBackend):
             # Keys sharing a prefix are contiguous in key order: start at the prefix and stop
             # at the first key that does not share it (exact, unlike LIKE with its wildcards).
             found: list[str] = []
-            rows = conn.execute(
+            queries = (
                 f"SELECT key FROM lolo_kv WHERE app = ? AND key >= ? AND {_LIVE} ORDER BY key",
-                (app, prefix, now),
+                "SELECT DISTINCT key FROM lolo_list WHERE app = ? AND key >= ? ORDER BY key",
             )
-            for (key,) in rows:
-                if not key.startswith(prefix):
-                    break
-                found.append(key)
+            for query, args in zip(queries, ((app, prefix, now), (app, prefix)), strict=True):
+                for (key,) in conn.execute(query, args):
+                    if not key.startswith(prefix):
+                        break
+                    found.append(key)
             return found
 
         return await self._worker.submit(run, writes=False)
@@ -231,6 +256,8 @@ class SQLiteBackend(StateBackend):
             expires_at: float | None = None
             if row is not None:
                 current, expires_at = json.loads(row[0]), row[1]
+            elif _list_bounds(conn, app, key) is not None:
+                current = []
             if isinstance(current, bool) or not isinstance(current, int):
                 raise StateError(
                     f"cannot incr key {key!r}: it holds a {type(current).__name__}, not an int"
@@ -243,6 +270,29 @@ class SQLiteBackend(StateBackend):
 
         return await self._worker.submit(run, writes=True)
 
+    async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            value = conn.execute(
+                "SELECT expires_at FROM lolo_kv WHERE app = ? AND key = ?", (app, key)
+            ).fetchone()
+            if value is not None:
+                if value[0] is None or value[0] > now:
+                    raise StateError(f"cannot push to key {key!r}: it holds a value stored "
+                                     "with set(); push makes lists of its own")
+                conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
+            bounds = _list_bounds(conn, app, key)
+            first, last = bounds if bounds is not None else (1, 0)
+            last += 1
+            conn.execute("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
+                         (app, key, last, text))
+            if last - first + 1 > keep:
+                first = last - keep + 1
+                conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq < ?",
+                             (app, key, first))
+            return last - first + 1
+
+        return await self._worker.submit(run, writes=True)
+
     async def purge_expired(self) -> int:
         """Delete rows whose ttl has passed (they are already invisible); return how many."""
         now = self.clock()
@@ -251,3 +301,18 @@ class SQLiteBackend(StateBackend):
             return conn.execute("DELETE FROM lolo_kv WHERE expires_at <= ?", (now,)).rowcount
 
         return await self._worker.submit(run, writes=True)
+
+
+def _list_items(conn: sqlite3.Connection, app: str, key: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT value FROM lolo_list WHERE app = ? AND key = ? ORDER BY seq", (app, key)
+    )
+    return [str(value) for (value,) in rows]
+
+
+def _list_bounds(conn: sqlite3.Connection, app: str, key: str) -> tuple[int, int] | None:
+    """The lowest and highest seq of a list, or None when there is no such list."""
+    low, high = conn.execute(
+        "SELECT min(seq), max(seq) FROM lolo_list WHERE app = ? AND key = ?", (app, key)
+    ).fetchone()
+    return None if low is None else (int(low), int(high))

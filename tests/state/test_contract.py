@@ -1,7 +1,9 @@
 """The behaviour every state backend must have (what handlers rely on as ``ctx.state``).
 
-Each test runs once per backend named in ``BACKENDS``. To check a new backend (e.g. Redis),
-add its name there and teach the ``open_backend`` fixture how to open a fresh, empty store.
+Each test runs once per backend named in ``BACKENDS``: SQLite in a temporary file, and Redis
+on a real ``redis-server`` started for the test (skipped, naming the Debian package, when the
+program is missing; failing under ``CI=true``). To check a new backend, add its name there and
+teach the ``open_backend`` fixture how to open a fresh, empty store.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any, TypeVar
 import pytest
 
 from lolo_runtime.state import SQLiteBackend, StateBackend, StateError
+from lolo_runtime.state.redisstore import RedisBackend
 
 T = TypeVar("T")
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "redis"]
 
 
 class FakeClock:
@@ -47,6 +50,9 @@ def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> OpenBackend:
     async def opener(clock: FakeClock) -> AsyncIterator[StateBackend]:
         if name == "sqlite":
             backend: StateBackend = SQLiteBackend(tmp_path / "state.sqlite3", clock=clock)
+        elif name == "redis":
+            server = request.getfixturevalue("redis_server")
+            backend = RedisBackend(server.url, clock=clock)
         else:  # pragma: no cover - only reached when a backend is listed but not wired up
             raise AssertionError(f"unknown backend {name}")
         async with backend:
