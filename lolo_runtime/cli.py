@@ -330,10 +330,10 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if options.workers > 1:
         from lolo_runtime.supervisor import run_workers
 
-        return run_workers(argv, options.workers)
+        return run_workers(argv, options.workers, options.host, port)
     serve = ServeOptions(options.host, port, context, proxies, options.shutdown_timeout,
                          reuse_port=os.environ.get(WORKER_ENV) is not None)
-    runtime = Runtime(flow, serve, backend)
+    runtime = Runtime(flow, serve, backend, redis_url(options, os.environ))
     scheme = "https" if context is not None else "http"
 
     def listening(bound: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from lolo_runtime.errors import RouteError
@@ -114,6 +115,26 @@ class Context(SetupContext):
     def emit(self, name: str, payload: Any = None) -> None:
         """Fire ``name`` (usually ``"response"``) at the invocation that started the chain."""
         self._invocation.emit(name, payload)
+
+    # Channels (docs/channels.md): reach clients wherever they are connected.
+
+    async def join(self, channel: str) -> None:
+        """Add this chain's client to ``channel``; it leaves every channel when it goes."""
+        await self._engine.channels.join(self._invocation.session_id, channel)
+
+    async def leave(self, channel: str) -> None:
+        """Take this chain's client out of ``channel``."""
+        await self._engine.channels.leave(self._invocation.session_id, channel)
+
+    def publish(self, channel: str, body: Any,
+                exclude: str | Collection[str] | None = None) -> None:
+        """Send ``body`` (str: text, bytes: binary, else JSON) to every member of
+        ``channel``, in every process of the app, but the session id(s) in ``exclude``."""
+        self._engine.channels.publish(channel, body, exclude)
+
+    def send(self, session_id: str, body: Any) -> None:
+        """Send ``body`` to one client, by session id, in whichever process holds it."""
+        self._engine.channels.send(session_id, body)
 
     def take_routed(self) -> list[tuple[str, Event]] | None:
         """Hand the queued routes to the engine; later ``route`` calls start new chains."""

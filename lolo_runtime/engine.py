@@ -21,6 +21,7 @@ import logging
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from lolo_runtime.channels.hub import Hub
 from lolo_runtime.context import Context
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import Node
@@ -54,12 +55,15 @@ class Engine:
         env: Mapping[str, str] | None = None,
         state: StateAPI | None = None,
         backend: StateBackend | None = None,
+        channels: Hub | None = None,
     ):
         self.app = app
         self.nodes = dict(nodes)
         self.env: dict[str, str] = dict(env or {})
         self.state: StateAPI = state if state is not None else NoState()
         self.backend: StateBackend = backend if backend is not None else NoState()  # type: ignore[assignment]
+        self.channels = channels if channels is not None else Hub()
+        """Live sessions and channels (ctx.join/publish/send): in memory, or over Redis."""
         is_async = {
             node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
         }

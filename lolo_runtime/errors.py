@@ -65,6 +65,11 @@ class RouteError(LoloError):
     """A handler routed an event out of a port its node does not have."""
 
 
+class ChannelError(LoloError):
+    """A channel operation that cannot be done: a bad channel name, or a session that is
+    not a client connected to this process trying to join."""
+
+
 class Reject(LoloError):
     """Raised in a ``req`` chain to refuse a connection with an HTTP status.
 

@@ -11,6 +11,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lolo_runtime.channels.hub import Hub
+from lolo_runtime.channels.redisbus import RedisBus
 from lolo_runtime.context import SetupContext
 from lolo_runtime.edge.fdlimit import RESERVED_DESCRIPTORS, raise_descriptor_limit
 from lolo_runtime.edge.http1 import HttpLimits
@@ -19,6 +21,7 @@ from lolo_runtime.edge.proxy import TrustedProxies
 from lolo_runtime.edge.types import HttpRoute, WebSocketRoute
 from lolo_runtime.engine import Engine
 from lolo_runtime.errors import LoloError
+from lolo_runtime.health import HEALTH_PATH, Check, HealthRoute
 from lolo_runtime.loader import Flow
 from lolo_runtime.node import Trigger
 from lolo_runtime.state import StateBackend, StateError
@@ -57,12 +60,16 @@ class Runtime:
     """
 
     def __init__(self, flow: Flow, options: ServeOptions | None = None,
-                 state: StateBackend | None = None):
+                 state: StateBackend | None = None, redis_url: str | None = None):
         self.flow = flow
         self.options = options or ServeOptions()
         self.backend = state
         app_state = state.for_app(flow.app) if state is not None else None
-        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state)
+        self.hub = Hub()
+        self.bus = RedisBus(redis_url, flow.app, self.hub) if redis_url is not None else None
+        self.hub.link = self.bus
+        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state,
+                             self.hub)
         self.shutdown_timeout = self.options.shutdown_timeout
         self.edge: Edge | None = None
         self.listener: Listener | None = None
@@ -85,11 +92,13 @@ class Runtime:
 
     async def start(self) -> None:
         """Open the state store, set every node up, then start the triggers, then listen."""
-        if self.backend is not None:
-            try:
+        try:
+            if self.backend is not None:
                 await self.backend.open()
-            except StateError as exc:
-                raise StartupError(str(exc)) from exc
+            if self.bus is not None:
+                await self.bus.start()
+        except StateError as exc:
+            raise StartupError(str(exc)) from exc
         for node in self.flow.nodes.values():
             try:
                 await asyncio.wait_for(
@@ -120,10 +129,19 @@ class Runtime:
                     f"node {trigger.id!r}: could not start: {type(exc).__name__}: {exc}"
                 ) from exc
         if self.edge is not None:
+            self.edge.add_http(HEALTH_PATH, HealthRoute(self.flow.app, self._health_checks()))
             self.listener = Listener(self.edge, self.options.host, self.options.port,
                                      self.options.ssl_context,
                                      reuse_port=self.options.reuse_port)
             await self.listener.start()
+
+    def _health_checks(self) -> list[Check]:
+        checks: list[Check] = []
+        if self.backend is not None:
+            checks.append(self.backend.problem)
+        if self.bus is not None:
+            checks.append(self.bus.problem)
+        return checks
 
     def _descriptor_limit(self) -> int | None:
         limit = raise_descriptor_limit()
@@ -147,6 +165,8 @@ class Runtime:
         for node_id in reversed(self._set_up):
             node = self.flow.nodes[node_id]
             await _bounded(node.close(), node.close_timeout, f"closing {node_id}")
+        if self.bus is not None:
+            await self.bus.stop()
         if self.backend is not None:
             await self.backend.close()
 

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lolo_runtime.channels.hub import Outgoing
 from lolo_runtime.edge.responses import plain
 from lolo_runtime.edge.types import HttpRequest, HttpResponse, WebSocketSettings
 from lolo_runtime.edge.websocket import WebSocketConnection
@@ -106,7 +107,7 @@ class WebSocketSession:
         self.session_id = session_id
         self.base = base
         self.phase = _Phase.HANDSHAKE
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any] | Outgoing] = []  # sent once the socket opens
         self.refusal: tuple[int, str] | None = None
         self.allowance = float(trigger.params.burst)
         self.last = time.monotonic()
@@ -129,6 +130,19 @@ class WebSocketSession:
             else:
                 self.pending.append(payload)
         # A closed session drops what is emitted to it: its client is gone.
+
+    def deliver(self, message: Outgoing) -> None:
+        """A channel message (ctx.publish, ctx.send, lolo/broadcast) for this client."""
+        if self.phase is _Phase.OPEN:
+            conn = self.conn
+            if not conn.is_open:
+                return
+            if conn.compressed:
+                conn.send_message(message.payload, text=message.opcode == OP_TEXT)
+            else:
+                conn.send_frame(message.frame)
+        elif self.phase is _Phase.HANDSHAKE:
+            self.pending.append(message)
 
     def fail(self, node_id: str, error: BaseException) -> None:
         if self.phase is _Phase.HANDSHAKE and self.refusal is None:
@@ -216,6 +230,7 @@ class WebSocketTrigger(Trigger):
         session = WebSocketSession(self, conn, session_id, base)
         conn.session = session
         conn.log_name = f"session {session_id}"
+        self.engine.channels.register(session)
         self._handshaking += 1
         try:
             await self.engine.fire(self, "req", dict(base), session)
@@ -231,7 +246,10 @@ class WebSocketTrigger(Trigger):
         session: WebSocketSession = conn.session
         session.phase = _Phase.OPEN
         for payload in session.pending:
-            self.respond(session, payload)
+            if isinstance(payload, Outgoing):
+                session.deliver(payload)
+            else:
+                self.respond(session, payload)
         session.pending.clear()
 
     async def on_message(self, conn: WebSocketConnection, message: str | bytes) -> None:
@@ -259,6 +277,7 @@ class WebSocketTrigger(Trigger):
             return
         was_counted = session.refusal is None
         session.phase = _Phase.CLOSED
+        self.engine.channels.unregister(session.session_id)
         if was_counted:
             self._open_count -= 1
         ev = session.base.copy()
