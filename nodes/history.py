@@ -1,11 +1,12 @@
 """The chat's memory: the last messages, kept in ``ctx.state`` so they survive a restart.
 
 How many is the app variable ``HISTORY_SIZE`` (``env:`` in the flow file; 0 keeps none).
-The whole history is one state key, ``history``: a list of
-``{"n": <message number>, "from": <sender>, "message": <text>}``, oldest first. This
-module keeps a copy in memory, loaded by Handle Messages' ``setup``, so a message costs
-one write and a newcomer no read at all. (One process owns the list: an app scaled out
-to several processes would need an atomic list operation from the store instead.)
+The history is one bounded list in the store, ``history`` (``ctx.state.push`` with
+``keep``): ``{"n": <message number>, "from": <sender>, "message": <text>}``, oldest first.
+This module keeps a copy in memory, loaded by Handle Messages' ``setup``, so a message
+costs one small write (the new entry, not the whole list) and a newcomer no read at all.
+One process owns the copy; flows/chat-cluster.yaml reads the list from the store instead,
+so it works on any number of processes.
 
 A newcomer gets the list as one JSON frame right after its connect message:
 ``{"history": [...]}`` (nothing is sent while the history is empty).
@@ -14,6 +15,8 @@ A newcomer gets the list as one JSON frame right after its connect message:
 from __future__ import annotations
 
 from typing import Any
+
+from lolo_runtime.state import StateError
 
 recent: list[dict[str, Any]] = []
 
@@ -31,11 +34,19 @@ async def remember(ctx: Any, sender: str, message: Any) -> None:
     if slots <= 0 or not isinstance(message, str):
         return  # binary messages are relayed but not kept
     n = recent[-1]["n"] + 1 if recent else 1
-    recent.append({"n": n, "from": sender, "message": message})
+    entry = {"n": n, "from": sender, "message": message}
+    recent.append(entry)
     del recent[:-slots]
-    # The list is encoded when set() is called, so concurrent senders each store a
-    # complete list, and the last write holds every message.
-    await ctx.state.set("history", recent)
+    try:
+        await ctx.state.push("history", entry, keep=slots)
+    except StateError as error:
+        if "stored with set()" not in str(error):
+            raise
+        # A store written by an older version holds the history as one plain value:
+        # turn it into a list once.
+        await ctx.state.delete("history")
+        for kept in list(recent):
+            await ctx.state.push("history", kept, keep=slots)
 
 
 def recall() -> list[dict[str, Any]]:
