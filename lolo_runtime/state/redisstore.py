@@ -1,6 +1,6 @@
 """A :class:`StateBackend` on a Redis server, shared by every process of an app.
 
-Layout, under ``<namespace>:<app, percent-encoded>:<key>``:
+Layout, under ``<namespace>:<app>:<key>`` (namespace and app percent-encoded):
 
 * a value stored with ``set`` is a hash ``{v: <JSON text>, e: <expiry, unix seconds>}``
   (``e`` only when it has a ttl). Expiry is judged against the caller's clock, as on
@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -108,18 +108,31 @@ _SCAN_BATCH = 500
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs.
+
+    The password may be in the user info (``redis://user:pw@host``) or, as redis-py also
+    reads it, in the query (``?password=pw``). Everything else is shown as given."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        userinfo, at, host = parts.netloc.rpartition("@")
+        netloc = parts.netloc
+        if at and ":" in userinfo:  # the same split urlsplit's .password makes
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+        query = "&".join(_redact_field(field) for field in parts.query.split("&"))
+        if netloc == parts.netloc and query == parts.query:
             return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "(an unparsable Redis URL)"
+
+
+def _redact_field(field: str) -> str:
+    """One ``name=value`` of a query, its value hidden if redis-py takes it as a password
+    (it decodes the name first, so ``pass%77ord`` counts)."""
+    name, equals, _ = field.partition("=")
+    if equals and unquote_plus(name).strip().lower() == "password":
+        return f"{name}=***"
+    return field
 
 
 def connect_redis(url: str, timeout: float) -> aioredis.Redis:
@@ -180,7 +193,9 @@ class RedisBackend(StateBackend):
     # ----------------------------------------------------------------- helpers
 
     def _key(self, app: str, key: str) -> str:
-        return f"{self.namespace}:{quote(app, safe='')}:{key}"
+        # Both percent-encoded, so neither holds a ':' (nor a glob character): namespace
+        # "lolo:a" with app "b" cannot meet namespace "lolo" with app "a" and key "b:...".
+        return f"{quote(self.namespace, safe='')}:{quote(app, safe='')}:{key}"
 
     def _require_open(self) -> aioredis.Redis:
         if self._client is None:

@@ -408,3 +408,242 @@ def test_closed_backend_raises_state_error(open_backend: OpenBackend) -> None:
             await state.get("k")
 
     asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- push
+
+
+def test_push_appends_in_order_and_get_reads_oldest_first(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        items: list[Any] = ["first", 2, {"three": [3]}, None, [], 4.5, True]
+        for index, item in enumerate(items, start=1):
+            assert await state.push("log", item, keep=100) == index
+        assert await state.get("log") == items
+        copy = await state.get("log")
+        copy.append("not stored")
+        assert await state.get("log") == items  # get gives a copy
+        assert await state.get("other", "default") == "default"
+
+    run(open_backend, body)
+
+
+def test_push_keeps_the_last_n_and_returns_the_length(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        lengths = [await state.push("recent", number, keep=3) for number in range(1, 8)]
+        assert lengths == [1, 2, 3, 3, 3, 3, 3]
+        assert await state.get("recent") == [5, 6, 7]
+        # A smaller keep trims the existing list at once; a larger one lets it grow again.
+        assert await state.push("recent", 8, keep=1) == 1
+        assert await state.get("recent") == [8]
+        assert await state.push("recent", 9, keep=5) == 2
+        assert await state.push("recent", 10, keep=5) == 3
+        assert await state.get("recent") == [8, 9, 10]
+        assert await state.push("one", "x", keep=1) == 1
+        assert await state.push("one", "y", keep=1) == 1
+        assert await state.get("one") == ["y"]
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("keep", [0, -1, True, False, 1.5, "3", None, 2.0])
+def test_push_keep_must_be_a_positive_int(open_backend: OpenBackend, keep: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match=r"keep.*list-key|list-key.*keep"):
+            await state.push("list-key", 1, keep=keep)
+        assert await state.get("list-key") is None
+        assert await state.keys() == []
+        await state.push("list-key", 1, keep=2)
+        with pytest.raises(StateError, match="keep"):
+            await state.push("list-key", 2, keep=keep)
+        assert await state.get("list-key") == [1]  # a refused push changes nothing
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("value", [b"bytes", {1, 2}, Opaque(), float("nan"), (1, 2), {1: "x"}],
+                         ids=["bytes", "set", "Opaque", "nan", "tuple", "int-key"])
+def test_push_non_json_value_is_refused_and_nothing_stored(
+    open_backend: OpenBackend, value: Any
+) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match="events"):
+            await state.push("events", value, keep=10)
+        assert await state.get("events") is None
+        assert await state.keys() == []
+        await state.push("events", "ok", keep=10)
+        with pytest.raises(StateError, match="events"):
+            await state.push("events", [1, value], keep=10)
+        assert await state.get("events") == ["ok"]
+
+    run(open_backend, body)
+
+
+def test_push_to_a_set_value_is_refused(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        for key, value, ttl in [("plain", [1, 2], None), ("counter", 5, None),
+                                ("session", {"user": 1}, 60.0)]:
+            await state.set(key, value, ttl=ttl)
+            with pytest.raises(StateError, match=key):
+                await state.push(key, "item", keep=10)
+            assert await state.get(key) == value  # unchanged
+        clock.advance(59)
+        assert await state.get("session") == {"user": 1}  # ttl untouched by the refusal
+        clock.advance(1)
+        assert await state.get("session") is None
+
+    run(open_backend, body)
+
+
+def test_push_to_an_expired_value_starts_a_fresh_list(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("feed", "old", ttl=5)
+        clock.advance(5)  # exactly at the deadline: expired
+        assert await state.push("feed", "new", keep=10) == 1
+        assert await state.get("feed") == ["new"]
+        clock.advance(1e6)  # lists never expire (and the old ttl does not linger)
+        assert await state.get("feed") == ["new"]
+        assert await state.keys() == ["feed"]
+        assert await state.push("feed", "newer", keep=10) == 2
+
+    run(open_backend, body)
+
+
+def test_set_over_a_list_replaces_it(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.push("k", 1, keep=10)
+        await state.push("k", 2, keep=10)
+        await state.set("k", {"now": "a dict"})
+        assert await state.get("k") == {"now": "a dict"}
+        with pytest.raises(StateError, match="k"):
+            await state.push("k", 3, keep=10)  # it is a set() value now
+        await state.delete("k")
+        await state.push("k", 4, keep=10)
+        await state.set("k", [9, 9], ttl=10)
+        assert await state.get("k") == [9, 9]
+        clock.advance(10)
+        assert await state.get("k") is None  # the set() value's ttl applies; no list behind it
+        assert await state.push("k", 5, keep=10) == 1
+        assert await state.get("k") == [5]
+        await state.set("k", None)  # set(None) deletes a list too
+        assert await state.get("k") is None
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+def test_delete_removes_a_list(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.push("list", "a", keep=10)
+        await state.push("list", "b", keep=10)
+        assert await state.delete("list") is True
+        assert await state.get("list") is None
+        assert await state.delete("list") is False
+        assert await state.keys() == []
+        assert await state.push("list", "c", keep=10) == 1  # a fresh list
+        assert await state.get("list") == ["c"]
+
+    run(open_backend, body)
+
+
+def test_keys_lists_list_keys_with_prefix(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.push("log:b", 1, keep=5)
+        await state.push("log:a", 1, keep=5)
+        await state.push("log:a", 2, keep=5)  # listed once, however long
+        await state.set("log:c", "value")
+        await state.set("logx", "value")
+        await state.push("zz", 1, keep=5)
+        await state.push("log%", 1, keep=5)
+        assert await state.keys() == ["log%", "log:a", "log:b", "log:c", "logx", "zz"]
+        assert await state.keys("log:") == ["log:a", "log:b", "log:c"]
+        assert await state.keys("log:a") == ["log:a"]
+        assert await state.keys("log_") == []
+        assert await state.keys("z") == ["zz"]
+        assert await backend.for_app("other").keys() == []
+        assert await backend.for_app("other").get("log:a") is None
+
+    run(open_backend, body)
+
+
+def test_lists_are_per_app(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        first, second = backend.for_app("first"), backend.for_app("second")
+        await first.push("log", "first's", keep=5)
+        await second.set("log", "second's value")
+        assert await second.push("other", 1, keep=5) == 1
+        assert await first.push("log", "again", keep=5) == 2
+        assert await first.get("log") == ["first's", "again"]
+        assert await second.get("log") == "second's value"
+        assert await second.delete("log") is True
+        assert await first.get("log") == ["first's", "again"]
+
+    run(open_backend, body)
+
+
+def test_incr_on_a_list_is_refused(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.push("events", 1, keep=10)
+        with pytest.raises(StateError, match=r"events.*list"):
+            await state.incr("events")
+        assert await state.get("events") == [1]
+        assert await state.push("events", 2, keep=10) == 2
+
+    run(open_backend, body)
+
+
+def test_push_is_atomic_under_100_concurrent_tasks(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> tuple[list[int], Any]:
+        state = backend.for_app("app")
+        lengths = await asyncio.gather(
+            *(state.push("crowd", number, keep=1000) for number in range(100)))
+        return list(lengths), await state.get("crowd")
+
+    lengths, final = run(open_backend, body)
+    assert sorted(lengths) == list(range(1, 101))  # each push saw a distinct length
+    assert sorted(final) == list(range(100))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_push_from_two_connections_keeps_each_pushers_order(
+    request: pytest.FixtureRequest, tmp_path: Path, backend_name: str
+) -> None:
+    """Two backend objects (two SQLite connections; two Redis clients) on one store."""
+
+    def make() -> StateBackend:
+        if backend_name == "sqlite":
+            return SQLiteBackend(tmp_path / "shared.sqlite3")
+        return RedisBackend(request.getfixturevalue("redis_server").url)
+
+    async def pusher(backend: StateBackend, name: str, count: int) -> list[int]:
+        state = backend.for_app("app")
+        return [await state.push("shared", f"{name}{index}", keep=50) for index in range(count)]
+
+    async def main() -> tuple[list[int], Any]:
+        async with make() as one, make() as two:
+            results = await asyncio.gather(pusher(one, "a", 200), pusher(two, "b", 200),
+                                           pusher(one, "c", 100))
+            final = await two.for_app("app").get("shared")
+            assert final == await one.for_app("app").get("shared")
+            return [length for chunk in results for length in chunk], final
+
+    lengths, final = asyncio.run(main())
+    assert all(1 <= length <= 50 for length in lengths)
+    assert len(final) == 50
+    assert len(set(final)) == 50
+    for name in "abc":
+        mine = [int(item[1:]) for item in final if item[0] == name]
+        assert mine == sorted(mine), f"{name}'s items out of order: {mine}"
+        if mine:  # what survives of a pusher is its newest items, consecutive
+            assert mine == list(range(mine[0], mine[0] + len(mine)))
+    # The very last push (whoever made it) is the newest item.
+    assert final[-1] in {"a199", "b199", "c99"}
