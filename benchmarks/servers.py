@@ -44,17 +44,19 @@ def free_port() -> int:
 
 
 def build_argv(command: str, port: int, state: str) -> list[str]:
-    """Split `command`; substitute {port}/{state}/{host}, or append lolo-run's options.
+    """Split `command`; substitute {port}/{state}/{host}/{dir}, or append lolo-run's options.
 
     Without a {port} placeholder the runner appends
     `--port PORT --state STATE --log-level warning` (bare_server.py accepts the same options).
+    {dir} is the server's own temporary folder (the one holding STATE).
     """
     parts = shlex.split(command)
     if not parts:
         raise ServerError("empty server command")
     if not any("{port}" in p for p in parts):
         parts += DEFAULT_EXTRA
-    subst = {"{port}": str(port), "{state}": state, "{host}": HOST}
+    folder = str(Path(state).parent)
+    subst = {"{port}": str(port), "{state}": state, "{host}": HOST, "{dir}": folder}
     out = []
     for part in parts:
         for key, value in subst.items():
@@ -75,6 +77,24 @@ def resolve_program(program: str) -> str:
     if sibling.is_file() and os.access(sibling, os.X_OK):
         return str(sibling)
     return shutil.which(program) or program
+
+
+# A throw-away redis-server for ServerPool.start(name, REDIS_COMMAND, probe=probe_redis): no
+# persistence, loopback only, its files in the server's temporary folder, its log on stdout.
+REDIS_COMMAND = (
+    "redis-server --port {port} --bind {host} --save '' --appendonly no "
+    "--protected-mode no --dir {dir} --logfile ''"
+)
+
+
+def probe_redis(port: int, host: str = HOST) -> bool:
+    """One PING; True when the answer is +PONG (readiness probe for REDIS_COMMAND)."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def die_with_parent() -> None:
