@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lolo_runtime.channels.hub import Hub
 from lolo_runtime.context import Context
-from lolo_runtime.errors import Reject
+from lolo_runtime.errors import HandlerTimeout, Reject
 from lolo_runtime.node import Node
 from lolo_runtime.routing import RoutingTable
 from lolo_runtime.types import Event, Invocation, StateAPI
@@ -92,12 +92,18 @@ class Engine:
         ctx = Context(self, node, in_port, invocation)
         try:
             if is_async:
-                await node.handle(ev, ctx)
+                if node.call_timeout is None:
+                    await node.handle(ev, ctx)
+                else:
+                    await _within(node.call_timeout, node.handle(ev, ctx))
             else:
                 # A plain ``def``, or a wrapper around an async handler that hides it.
                 result = node.handle(ev, ctx)
                 if result is not None and inspect.isawaitable(result):
-                    await result
+                    if node.call_timeout is None:
+                        await result
+                    else:
+                        await _within(node.call_timeout, result)
         except Exception as error:
             ctx.take_routed()
             self._handler_failed(node, invocation, error)
@@ -112,6 +118,8 @@ class Engine:
         if isinstance(error, Reject):
             # A deliberate stop (an auth node saying no), not a bug: no traceback.
             log.info("chain stopped: %s", error, extra=tags)
+        elif isinstance(error, HandlerTimeout):
+            log.error("%s", error, extra=tags)
         else:
             log.error(
                 "handler raised %s: %s", type(error).__name__, error, exc_info=error, extra=tags
@@ -150,3 +158,16 @@ class Engine:
         if late:
             await asyncio.wait(late)
         return not late
+
+
+async def _within(seconds: float, call: Awaitable[Any]) -> None:
+    """Await ``call``, cancelling it after ``seconds`` (:class:`HandlerTimeout`)."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            await call
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the handler's own TimeoutError: a failure like any other
+        raise HandlerTimeout(
+            f"handler did not finish within {seconds:g}s (its node's timeout); cancelled"
+        ) from None

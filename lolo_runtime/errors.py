@@ -70,6 +70,10 @@ class ChannelError(LoloError):
     not a client connected to this process trying to join."""
 
 
+class HandlerTimeout(LoloError):
+    """A handler call ran past its node's timeout and was cancelled."""
+
+
 class Reject(LoloError):
     """Raised in a ``req`` chain to refuse a connection with an HTTP status.
 

@@ -15,6 +15,11 @@ EDGE_PATTERN = (
 )
 _EDGE_RE = re.compile(EDGE_PATTERN)
 
+DEFAULT_HANDLER_TIMEOUT = 30.0
+"""Why 30 s: far longer than any handler a person waits on (a chat message, an API call)
+should take, yet shorter than the 60 s after which proxies (nginx, load balancers) give up
+on a request, so a stuck handler is cut, logged and answered by us, not by a proxy."""
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -70,6 +75,11 @@ class NodeSpec(BaseModel):
     handler: str | None = Field(
         None, description="Function nodes: path of the Python module, relative to this file."
     )
+    timeout: float | None = Field(
+        None, gt=0, description="Function nodes: seconds one handler call may take before it "
+        "is cancelled (and logged at ERROR); overrides the flow's handler_timeout. "
+        "null: no limit.",
+    )
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -97,6 +107,11 @@ class FlowSpec(BaseModel):
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="App variables, seen by handlers as ctx.env."
+    )
+    handler_timeout: float | None = Field(
+        DEFAULT_HANDLER_TIMEOUT, gt=0, description="Seconds one call of a function node's "
+        "handler may take before it is cancelled and logged at ERROR (a node's own "
+        "'timeout:' wins). null: no limit.",
     )
     nodes: list[NodeSpec] = Field(min_length=1)
     edges: list[EdgeText] = Field(

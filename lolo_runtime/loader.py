@@ -169,7 +169,8 @@ def _build_nodes(
         except RegistryError as exc:
             report.add((*loc, "type"), f"{label}: {exc}")
             continue
-        node = _instantiate(node_class, node_spec, loc, flow_dir, environ, report)
+        node = _instantiate(node_class, node_spec, loc, flow_dir, environ, report,
+                            spec.handler_timeout)
         if node is not None:
             nodes[node_spec.id] = node
     return nodes
@@ -182,6 +183,7 @@ def _instantiate(
     flow_dir: Path,
     environ: Mapping[str, str],
     report: _Reporter,
+    default_timeout: float | None = None,
 ) -> Node | None:
     label = f"node {node_spec.id!r}"
     errors_before = len(report.errors)
@@ -195,6 +197,12 @@ def _instantiate(
                        + f"; remove '{field}:'")
     if node_spec.handler is not None and not node_class.accepts_handler:
         report.add((*loc, "handler"), f"{label}: type {node_spec.type!r} takes no handler")
+    timeout = default_timeout
+    if "timeout" in node_spec.model_fields_set:
+        timeout = node_spec.timeout
+        if not node_class.accepts_handler:
+            report.add((*loc, "timeout"), f"{label}: type {node_spec.type!r} takes no "
+                       "timeout (only nodes that run a handler do)")
     raw_params = _substituted(node_spec.params, environ, (*loc, "params"), report, label)
     if len(report.errors) > errors_before:
         return None
@@ -225,6 +233,7 @@ def _instantiate(
         ),
         handler=node_spec.handler,
         flow_dir=flow_dir,
+        timeout=timeout,
     )
     try:
         return node_class(config)

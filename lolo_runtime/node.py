@@ -35,6 +35,8 @@ class NodeConfig:
     outputs: Ports
     handler: str | None
     flow_dir: Path
+    timeout: float | None = None
+    """Seconds one ``handle`` call may take (nodes that take a handler); None: no limit."""
 
 
 class Node:
@@ -66,6 +68,8 @@ class Node:
         self.params: Any = config.params
         self.in_ports = config.inputs
         self.out_ports = config.outputs
+        self.call_timeout: float | None = config.timeout if self.accepts_handler else None
+        """The engine cancels a ``handle`` call that runs longer (async handlers)."""
 
     async def setup(self, ctx: SetupContext) -> None:
         """Run once when the app starts, before any trigger listens."""

@@ -184,7 +184,8 @@ def test_schema_names_itself(schema: dict[str, Any]) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == SCHEMA_ID
     assert set(schema["required"]) == {"app", "nodes"}
-    assert set(schema["properties"]) == {"app", "description", "port", "env", "nodes", "edges"}
+    assert set(schema["properties"]) == {"app", "description", "port", "env",
+                                         "handler_timeout", "nodes", "edges"}
 
 
 def test_schema_offers_every_registered_type(schema: dict[str, Any]) -> None:

@@ -17,7 +17,10 @@ What this layer owns:
   sent, is closed with 1013 (``sendwatch.py``). A client that reads gets frames of any
   size. While over the cap, the client's own data is not read (so pings
   cannot pile up pongs).
-* **Exactly one** ``on_close`` per ``on_handshake``, after the last ``on_message``.
+* **Exactly one** ``on_close`` per ``on_handshake``, after the last ``on_message``; but
+  when the client has left and the message chain in flight is still running
+  ``close_timeout`` seconds later (a stuck handler), ``on_close`` runs anyway, so the
+  client's close chain and slot do not wait on it. Messages still queued are dropped.
 """
 
 from __future__ import annotations
@@ -194,6 +197,17 @@ class WebSocketConnection(asyncio.Protocol):
             self.protocol.receive_eof()
             if self._draining is None:
                 self._tell_closed(*self._close_status())
+            else:
+                self._close_timer = asyncio.get_running_loop().call_later(
+                    self.settings.close_timeout, self._stop_waiting_for_chain)
+
+    def _stop_waiting_for_chain(self) -> None:
+        """The client left and its message chain is still running: close without it."""
+        self._inbox.clear()
+        if not self._close_told:
+            log.warning("%s: left while a message chain was still running (%gs later); its "
+                        "close chain runs now", self.log_name, self.settings.close_timeout)
+        self._tell_closed(*self._close_status())
 
     def pause_writing(self) -> None:
         self._writes_paused = True
@@ -244,6 +258,8 @@ class WebSocketConnection(asyncio.Protocol):
                 log.exception("%s: the message handler failed", self.log_name)
         self._draining = None
         if self._lost:
+            if self._close_timer is not None:
+                self._close_timer.cancel()
             self._tell_closed(*self._close_status())
 
     def _tell_closed(self, code: int, reason: str) -> None:

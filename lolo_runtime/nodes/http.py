@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from lolo_runtime.edge.responses import HeaderError, check_headers, plain
 from lolo_runtime.edge.routes import PathPattern, PatternError
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
-from lolo_runtime.errors import Reject
+from lolo_runtime.errors import HandlerTimeout, Reject
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
 from lolo_runtime.nodes.websocket import request_fields
 
@@ -118,6 +118,8 @@ class HttpInvocation:
 def failure_response(error: BaseException) -> HttpResponse:
     """The answer to a chain that raised: a :class:`Reject`'s status and reason, else a
     bare 500 (the exception's text is logged, never sent)."""
+    if isinstance(error, HandlerTimeout):
+        return plain(504, "The app did not answer in time.\n")
     if not isinstance(error, Reject) or not 400 <= error.status <= 599:
         return plain(500)
     extra = [("www-authenticate", "Bearer")] if error.status == 401 else []
