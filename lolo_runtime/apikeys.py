@@ -26,6 +26,7 @@ __all__ = [
     "KeyRecord",
     "create_key",
     "list_keys",
+    "live_key_ids",
     "revoke_key",
     "verify_key",
 ]
@@ -143,6 +144,11 @@ async def list_keys(backend: StateBackend) -> list[KeyRecord]:
             records.append(found[0])
     records.sort(key=lambda record: (record.created, record.key_id))
     return records
+
+
+async def live_key_ids(backend: StateBackend) -> set[str]:
+    """The ids of every key not revoked: one read of the store, however many keys."""
+    return {name[len(_RECORD_PREFIX):] for name in await _store(backend).keys(_RECORD_PREFIX)}
 
 
 async def revoke_key(backend: StateBackend, keyid_or_prefix: str) -> bool:

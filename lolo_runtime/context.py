@@ -68,6 +68,10 @@ class SetupContext:
     def log(self) -> NodeLog:
         return NodeLog(self._engine.app, self._node.id, None)
 
+    def is_connected(self, session_id: str) -> bool:
+        """Whether a client with this session id is connected to this process now."""
+        return self._engine.channels.is_local(session_id)
+
 
 class Context(SetupContext):
     """``ctx`` of one delivery: which port the event came in by, and how to send it on.

@@ -69,10 +69,9 @@ class LoloProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LoloProcess:
-        command = [
-            *lolo_run_command(), str(self.flow), "--port", "0", "--state", str(self.state),
-            *self.args,
-        ]
+        # With --redis the state lives there (--state and --redis together are refused).
+        store = [] if "--redis" in self.args else ["--state", str(self.state)]
+        command = [*lolo_run_command(), str(self.flow), "--port", "0", *store, *self.args]
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=ROOT
         )

@@ -7,20 +7,36 @@ or invalid one raises :class:`~lolo_runtime.errors.Reject` (401), which stops th
 and, for a WebSocket ``req`` event, refuses the handshake; an HTTP trigger answers the
 request 401 (with ``WWW-Authenticate: Bearer``). Keys never reach the log: every log
 line is redacted (:mod:`lolo_runtime.logs`).
+
+Revocation takes effect on live connections too: every :data:`REVOCATION_CHECK_INTERVAL`
+seconds, while WebSocket clients it let in are connected, the node reads which keys are
+still live (one read of the store, shared by every process and app using it) and closes
+the clients whose key is gone with code :data:`CLOSE_KEY_REVOKED`. Nothing they send
+after that is handled.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from lolo_runtime.apikeys import verify_key
+from lolo_runtime.apikeys import live_key_ids, verify_key
 from lolo_runtime.context import Context, SetupContext
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import Node
-from lolo_runtime.state import StateBackend
+from lolo_runtime.state import StateBackend, StateError
 from lolo_runtime.types import Event
 
 KEY_NAME = "lolo-api-key"
+REVOCATION_CHECK_INTERVAL = 0.5
+CLOSE_KEY_REVOKED = 4401
+"""WebSocket close code for a client whose key was revoked (application range; mirrors
+the HTTP 401 that the same key now gets at connect)."""
+
+log = logging.getLogger("lolo.auth")
 
 
 def presented_key(ev: Event) -> str | None:
@@ -51,6 +67,44 @@ class ApiAuthNode(Node):
 
     async def setup(self, ctx: SetupContext) -> None:
         self._backend = ctx.state_backend
+        self._is_connected: Callable[[str], bool] = ctx.is_connected
+        # session id -> (its key's id, the emit of its req chain: ends the connection)
+        self._holders: dict[str, tuple[str, Callable[[str, Any], None]]] = {}
+        self._watch = asyncio.get_running_loop().create_task(self._watch_revocations())
+
+    async def close(self) -> None:
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _watch_revocations(self) -> None:
+        assert self._backend is not None
+        failing = False
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_INTERVAL)
+            holders = self._holders
+            for session_id in [s for s in holders if not self._is_connected(s)]:
+                del holders[session_id]
+            if not holders:
+                continue
+            try:
+                live = await live_key_ids(self._backend)
+            except StateError as exc:
+                if not failing:
+                    log.warning("%s: cannot check for revoked keys: %s", self.id, exc)
+                failing = True
+                continue
+            failing = False
+            for session_id, (key_id, emit) in list(holders.items()):
+                if key_id not in live:
+                    del holders[session_id]
+                    log.info("%s: session %s: key lolo_%s was revoked; closing the "
+                             "connection (%d)", self.id, session_id, key_id,
+                             CLOSE_KEY_REVOKED)
+                    emit("response", {"end": True, "code": CLOSE_KEY_REVOKED,
+                                      "reason": "API key revoked"})
 
     async def handle(self, ev: Event, ctx: Context) -> None:
         assert self._backend is not None, "setup() not run"
@@ -61,4 +115,6 @@ class ApiAuthNode(Node):
         if record is None:
             raise Reject(401, f"invalid {KEY_NAME}")
         ev["session"] = {"accountId": record.account_id, "email": record.email}
+        if self._is_connected(ctx.session_id):  # a WebSocket client: watch its key
+            self._holders[ctx.session_id] = (record.key_id, ctx.emit)
         ctx.route(ev, "out")

@@ -297,4 +297,12 @@ class WebSocketTrigger(Trigger):
             else:
                 conn.send_frame(self._frames.frame(body))
         if payload.get("end"):
-            conn.close()
+            code, reason = payload.get("code", 1000), payload.get("reason", "")
+            if isinstance(code, bool) or not isinstance(code, int) or not (
+                    code == 1000 or 3000 <= code <= 4999) or not isinstance(reason, str):
+                log.error("session %s: emit('response', {'end': True, 'code': %r}): a close "
+                          "code is 1000 or 3000-4999, a reason a str; closing with 1000",
+                          session.session_id, code)
+                code, reason = 1000, ""
+            # A close reason is at most 123 bytes of UTF-8.
+            conn.close(code, reason.encode()[:120].decode(errors="ignore"))
