@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from .base import Clock, StateBackend, StateError
+from .base import Clock, StateBackend, StateError, validate_key
 
 __all__ = ["RedisBackend", "connect_redis", "redact_url"]
 
@@ -106,6 +106,10 @@ return n
 
 _SCAN_BATCH = 500
 
+_LONGEST_REDIS_TTL = 100 * 365 * 86400.0
+"""Longer ttls (up to any finite one) get no Redis expiry: PEXPIRE counts in signed 64-bit
+milliseconds from now, and a value kept a century is not worth reclaiming on time."""
+
 
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``, for messages and logs.
@@ -143,6 +147,9 @@ def connect_redis(url: str, timeout: float) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=timeout,
             socket_timeout=timeout, retry=Retry(NoBackoff(), 1),
+            # Names written by others need not be UTF-8: decoded with surrogateescape they
+            # round-trip to Redis intact and are told apart (lone surrogates) from ours.
+            encoding_errors="surrogateescape",
         )
     except ValueError as exc:
         raise StateError(f"bad Redis URL {redact_url(url)}: {exc}") from None
@@ -202,25 +209,25 @@ class RedisBackend(StateBackend):
             raise StateError("the state store is not open")
         return self._client
 
-    async def _call(self, what: str, key: str, work: Awaitable[T],
-                    answers: bool = False) -> T:
-        """Await ``work``; Redis errors become :class:`StateError`, except the error
-        replies of our own scripts when ``answers`` (the caller words those)."""
+    async def _call(self, what: str, work: Awaitable[T], answers: bool = False) -> T:
+        """Await ``work`` (``what`` says what it does, for messages); Redis errors become
+        :class:`StateError`, except the error replies of our own scripts when ``answers``
+        (the caller words those)."""
         try:
             return await work
         except ResponseError as exc:
             if answers:
                 raise
-            raise StateError(f"{what} of key {key!r} failed: {_reason(exc)}") from None
+            raise StateError(f"{what} failed: {_reason(exc)}") from None
         except (RedisError, OSError) as exc:
             raise StateError(
-                f"{what} of key {key!r} failed: Redis at {self.location}: {_reason(exc)}"
-            ) from None
+                f"{what} failed: Redis at {self.location}: {_reason(exc)}") from None
 
     async def _script(self, name: str, key: str, keys: list[str], args: list[Any],
                       answers: bool = False) -> Any:
         self._require_open()
-        return await self._call(name, key, self._scripts[name](keys=keys, args=args), answers)
+        return await self._call(f"{name} of key {key!r}",
+                                self._scripts[name](keys=keys, args=args), answers)
 
     # ----------------------------------------------------------------- storage primitives
 
@@ -242,10 +249,12 @@ class RedisBackend(StateBackend):
                 pipe.hset(name, "v", text)
             else:
                 pipe.hset(name, mapping={"v": text, "e": repr(expires_at)})
-                # Redis reclaims it a second after our own clock says it lapsed.
+                # Redis reclaims it a second after our own clock says it lapsed; a ttl
+                # longer than Redis can count (or than is worth counting) is left to us.
                 remaining = max(0.0, expires_at - self.clock())
-                pipe.pexpire(name, int(remaining * 1000) + 1000)
-            await self._call("set", key, pipe.execute())
+                if remaining <= _LONGEST_REDIS_TTL:
+                    pipe.pexpire(name, int(remaining * 1000) + 1000)
+            await self._call(f"set of key {key!r}", pipe.execute())
 
     async def kv_delete(self, app: str, key: str, now: float) -> bool:
         return bool(await self._script("delete", key, [self._key(app, key)], [repr(now)]))
@@ -267,8 +276,8 @@ class RedisBackend(StateBackend):
                 found += await self._scripts["live"](keys=batch, args=[repr(now)])
             return found
 
-        names = await self._call("keys", prefix, scan())
-        return [name[len(base):] for name in set(names)]
+        names = await self._call(f"keys with prefix {prefix!r}", scan())
+        return [key for key in (name[len(base):] for name in set(names)) if _is_key(key)]
 
     async def kv_incr(self, app: str, key: str, by: int, now: float) -> int:
         try:
@@ -276,12 +285,18 @@ class RedisBackend(StateBackend):
                                           [str(by), repr(now)], answers=True))
         except ResponseError as exc:
             message = str(exc)
-            if "overflow" in message:
-                raise StateError(
-                    f"cannot incr key {key!r}: the result would overflow 64 bits") from None
-            text = await self.kv_get(app, key, now)
-            kind = "list" if "LOLOLIST" in message else _type_name(text)
-            raise StateError(f"cannot incr key {key!r}: it holds a {kind}, not an int") from None
+        # Worded here, outside the except: kv_get may raise a StateError of its own.
+        kind: str | None = None
+        if "LOLOLIST" in message:
+            kind = "list"
+        elif "not an integer" in message:  # HINCRBY on a value that is no 64-bit int
+            kind = _type_name(await self.kv_get(app, key, now))
+        if "overflow" in message or kind == "int":  # an int past 64 bits, stored by set()
+            raise StateError(f"cannot incr key {key!r}: the result would overflow 64 bits")
+        if kind is None:  # not about the value: e.g. Redis out of memory, a read-only replica
+            raise StateError(f"incr of key {key!r} failed: Redis at {self.location}: "
+                             f"{message.rstrip('.')}")
+        raise StateError(f"cannot incr key {key!r}: it holds a {kind}, not an int")
 
     async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
         try:
@@ -291,7 +306,17 @@ class RedisBackend(StateBackend):
             if "LOLONOTLIST" in str(exc):
                 raise StateError(f"cannot push to key {key!r}: it holds a value stored "
                                  "with set(); push makes lists of its own") from None
-            raise StateError(f"push to key {key!r} failed: {exc}") from None
+            raise StateError(f"push to key {key!r} failed: Redis at {self.location}: "
+                             f"{_reason(exc)}") from None
+
+
+def _is_key(name: str) -> bool:
+    """Whether ``name`` could be a key of ours (one written by hand need not be)."""
+    try:
+        validate_key(name)
+    except StateError:
+        return False
+    return True
 
 
 def _type_name(text: str | None) -> str:

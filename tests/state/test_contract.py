@@ -229,6 +229,13 @@ def test_incr_stays_within_64_bits(open_backend: OpenBackend) -> None:
         for key, by in [("top", 1), ("huge", 1), ("fresh", 2**63), ("fresh", -(2**63) - 1)]:
             with pytest.raises(StateError, match=key):
                 await state.incr(key, by)
+        for key in ("top", "huge"):  # said as such (not as "it holds an int, not an int")
+            with pytest.raises(StateError, match=f"{key}.*overflow"):
+                await state.incr(key, 1)
+        await state.set("negative", -(2**63))
+        with pytest.raises(StateError, match=r"negative.*overflow"):
+            await state.incr("negative", -1)
+        assert await state.get("negative") == -(2**63)
         assert await state.get("top") == 2**63 - 1
         assert await state.get("huge") == 2**70
         assert await state.get("fresh") is None
@@ -647,3 +654,21 @@ def test_push_from_two_connections_keeps_each_pushers_order(
             assert mine == list(range(mine[0], mine[0] + len(mine)))
     # The very last push (whoever made it) is the newest item.
     assert final[-1] in {"a199", "b199", "c99"}
+
+
+@pytest.mark.parametrize("ttl", [1e-6, 10**7, 2**70, 1e300, 1.7976931348623157e308])
+def test_any_positive_finite_ttl_is_accepted(open_backend: OpenBackend, ttl: float) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("k", "v", ttl=ttl)
+        if ttl < 1:
+            clock.advance(ttl)
+            assert await state.get("k") is None
+            return
+        assert await state.get("k") == "v"
+        assert await state.incr("n") == 1
+        clock.advance(ttl / 2)
+        assert await state.get("k") == "v"
+        assert await state.keys() == ["k", "n"]
+
+    run(open_backend, body)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+import redis.asyncio as aioredis
 
 from lolo_runtime.state import AppState, StateError
 from lolo_runtime.state.redisstore import RedisBackend, redact_url
@@ -138,19 +139,34 @@ def test_keys_finds_more_keys_than_one_scan_batch(redis_server: RedisServer) -> 
 
 
 def test_foreign_redis_keys_in_the_namespace_are_not_state(redis_server: RedisServer) -> None:
-    """A key of another type under our names (written by hand) is neither listed nor read."""
+    """Keys written by hand under our names (other types, names that are not UTF-8 or not
+    a valid key, items that are not JSON) are never listed, and never crash a call with
+    anything but a StateError."""
 
     async def main() -> None:
+        raw = aioredis.Redis.from_url(redis_server.url)  # bytes in, bytes out
+        try:
+            await raw.set(b"lolo:app:stray", b"plain string")
+            await raw.hset(b"lolo:app:\xff\xfebad", b"v", b"1")
+            await raw.rpush(b"lolo:app:", b"1")  # the empty key, which no app can use
+            await raw.rpush(b"lolo:app:junk", b"\xff not json")
+            await raw.hset(b"lolo:app:ok\xff", b"v", b"2")
+        finally:
+            await raw.aclose()
         async with RedisBackend(redis_server.url) as backend:
-            client = backend._require_open()
-            await client.set("lolo:app:stray", "plain string")
             state = backend.for_app("app")
-            assert await state.keys() == []
+            assert await state.keys() == ["junk"]
+            assert await state.keys("ok") == []
             assert await state.get("stray") is None
+            with pytest.raises(StateError, match="junk"):
+                await state.get("junk")
             with pytest.raises(StateError, match="stray"):
                 await state.push("stray", 1, keep=5)
             await state.set("stray", "mine")  # set replaces whatever was there
             assert await state.get("stray") == "mine"
+            assert await state.delete("junk") is True
+            assert await state.keys() == ["stray"]
+            assert redis_server.command("EXISTS", "lolo:app:") == ":1"  # left alone
 
     run(main())
 
@@ -220,6 +236,8 @@ def test_an_outage_fails_fast_with_the_url_redacted_and_heals(
                     message = str(info.value)
                     assert shown in message, (name, message)
                     assert PASSWORD not in message, (name, message)
+                    what = {"keys": "prefix ''", "keys-prefix": "prefix 'k'"}.get(name, "key '")
+                    assert what in message, (name, message)
 
             # Back on the same port (empty: no persistence), with the user made again: the
             # same backend works without being reopened.
@@ -249,6 +267,37 @@ def test_calls_after_a_restart_work_on_every_pooled_connection(
             results = await asyncio.gather(*(state.incr("n") for _ in range(50)),
                                            return_exceptions=True)
             assert sorted(results) == list(range(1, 51))  # type: ignore[type-var]
+
+    run(main())
+
+
+def test_writes_refused_by_redis_are_clear_errors(redis_server: RedisServer) -> None:
+    """Redis out of memory (maxmemory, no eviction) refuses writes: each is a StateError
+    naming the key and the reason, not a false claim about the value; reads go on."""
+
+    async def main() -> None:
+        async with RedisBackend(redis_server.url) as backend:
+            state = backend.for_app("app")
+            await state.set("n", 5)
+            await state.push("l", 1, keep=3)
+            assert redis_server.command("CONFIG", "SET", "maxmemory", "1") == "+OK"
+            try:
+                for key, call in [("n", state.incr("n")), ("fresh", state.incr("fresh")),
+                                  ("n", state.set("n", 6)), ("l", state.push("l", 2, keep=3)),
+                                  ("n", state.set("n", 7, ttl=10))]:
+                    with pytest.raises(StateError) as info:
+                        await call
+                    message = str(info.value)
+                    assert f"key {key!r}" in message, message
+                    assert "maxmemory" in message, message
+                    assert "not an int" not in message, message
+                assert await state.get("n") == 5
+                assert await state.get("l") == [1]
+                assert await state.keys() == ["l", "n"]
+            finally:
+                redis_server.command("CONFIG", "SET", "maxmemory", "0")
+            assert await state.incr("n") == 6
+            assert await state.push("l", 2, keep=3) == 2
 
     run(main())
 
