@@ -672,3 +672,34 @@ def test_any_positive_finite_ttl_is_accepted(open_backend: OpenBackend, ttl: flo
         assert await state.keys() == ["k", "n"]
 
     run(open_backend, body)
+
+
+def test_refused_pushes_among_concurrent_ones_leave_the_others_alone(
+    open_backend: OpenBackend,
+) -> None:
+    """Operations run together (SQLite commits them in one transaction): a refused push
+    changes nothing and fails only itself."""
+
+    async def body(backend: StateBackend, clock: FakeClock) -> tuple[list[Any], Any, Any]:
+        state = backend.for_app("app")
+        await state.set("taken", "a set() value")
+        calls = []
+        for number in range(60):
+            if number % 3 == 0:
+                calls.append(state.push("taken", number, keep=100))
+            elif number % 3 == 1:
+                calls.append(state.push("good", number, keep=100))
+            else:
+                calls.append(state.incr("good"))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return results, await state.get("good"), await state.get("taken")
+
+    results, good, taken = run(open_backend, body)
+    assert taken == "a set() value"
+    assert sorted(good) == list(range(1, 60, 3))  # (concurrent: in no promised order)
+    for number, result in enumerate(results):
+        if number % 3 == 1:
+            assert isinstance(result, int)
+        else:
+            assert isinstance(result, StateError), result
+            assert ("taken" if number % 3 == 0 else "list") in str(result)
