@@ -30,6 +30,7 @@ from lolo_runtime.types import Event, Invocation, StateAPI
 
 if TYPE_CHECKING:
     from lolo_runtime.state import StateBackend
+    from lolo_runtime.watchdog import LoopWatchdog
 
 log = logging.getLogger("lolo.engine")
 
@@ -62,6 +63,8 @@ class Engine:
         self.env: dict[str, str] = dict(env or {})
         self.state: StateAPI = state if state is not None else NoState()
         self.backend: StateBackend = backend if backend is not None else NoState()  # type: ignore[assignment]
+        self.watchdog: LoopWatchdog | None = None
+        """Set by the runtime: how long the loop was stalled (clients are not blamed)."""
         self.channels = channels if channels is not None else Hub()
         """Live sessions and channels (ctx.join/publish/send): in memory, or over Redis."""
         is_async = {

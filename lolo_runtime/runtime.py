@@ -8,8 +8,9 @@ import gc
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import CodeType
 
 from lolo_runtime.channels.hub import Hub
 from lolo_runtime.channels.redisbus import RedisBus
@@ -23,8 +24,9 @@ from lolo_runtime.engine import Engine
 from lolo_runtime.errors import LoloError
 from lolo_runtime.health import HEALTH_PATH, Check, HealthRoute
 from lolo_runtime.loader import Flow
-from lolo_runtime.node import Trigger
+from lolo_runtime.node import Node, Trigger
 from lolo_runtime.state import StateBackend, StateError
+from lolo_runtime.watchdog import LoopWatchdog
 
 log = logging.getLogger("lolo.runtime")
 
@@ -70,6 +72,8 @@ class Runtime:
         self.hub.link = self.bus
         self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state,
                              self.hub)
+        self.watchdog = LoopWatchdog(handler_codes(flow.nodes.values()))
+        self.engine.watchdog = self.watchdog
         self.shutdown_timeout = self.options.shutdown_timeout
         self.edge: Edge | None = None
         self.listener: Listener | None = None
@@ -92,6 +96,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Open the state store, set every node up, then start the triggers, then listen."""
+        self.watchdog.start()
         try:
             if self.backend is not None:
                 await self.backend.open()
@@ -169,6 +174,7 @@ class Runtime:
             await self.bus.stop()
         if self.backend is not None:
             await self.backend.close()
+        self.watchdog.stop()
 
     async def serve_until_signalled(self, on_listening: Callable[[int], None]) -> None:
         """Start, report the bound port, run until SIGINT, SIGTERM or SIGHUP, then stop
@@ -220,6 +226,17 @@ class Runtime:
         if self.backend is not None:
             await self.backend.close()  # commits what was acknowledged, leaves no WAL
         raise ForcedShutdown("stopped at once by a second signal")
+
+
+def handler_codes(nodes: Iterable[Node]) -> dict[CodeType, list[str]]:
+    """Each node's handler code object (what the watchdog looks for on a blocked stack)."""
+    codes: dict[CodeType, list[str]] = {}
+    for node in nodes:
+        handle = getattr(node.handle, "__func__", node.handle)
+        code = getattr(handle, "__code__", None)
+        if isinstance(code, CodeType):
+            codes.setdefault(code, []).append(node.id)
+    return codes
 
 
 async def _bounded(work: object, timeout: float, what: str) -> None:

@@ -98,7 +98,7 @@ class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
     __slots__ = ("allowance", "base", "conn", "last", "pending", "phase", "refusal",
-                 "session_id", "trigger")
+                 "session_id", "stall_mark", "trigger")
 
     def __init__(self, trigger: WebSocketTrigger, conn: WebSocketConnection, session_id: str,
                  base: Event):
@@ -111,6 +111,8 @@ class WebSocketSession:
         self.refusal: tuple[int, str] | None = None
         self.allowance = float(trigger.params.burst)
         self.last = time.monotonic()
+        watchdog = trigger.engine.watchdog
+        self.stall_mark = watchdog.stalled if watchdog is not None else 0.0
 
     def emit(self, name: str, payload: Any = None) -> None:
         if name != "response":
@@ -256,10 +258,17 @@ class WebSocketTrigger(Trigger):
         session: WebSocketSession = conn.session
         rate = self.params.max_messages_per_second
         if rate is not None:
-            # Token bucket: ``burst`` messages at once, ``rate`` a second after that.
+            # Token bucket: ``burst`` messages at once, ``rate`` a second after that. Time
+            # the server itself was stalled (a blocking handler) is not the client's: what
+            # it sent meanwhile arrives as one burst, so the bucket may hold that much more.
             now = time.monotonic()
-            session.allowance = min(self.params.burst,
-                                    session.allowance + (now - session.last) * rate)
+            cap = float(self.params.burst)
+            watchdog = self.engine.watchdog
+            if watchdog is not None and watchdog.stalled != session.stall_mark:
+                cap += (watchdog.stalled - session.stall_mark) * rate
+                session.stall_mark = watchdog.stalled
+            refill = session.allowance + (now - session.last) * rate
+            session.allowance = refill if refill <= cap else max(cap, session.allowance)
             session.last = now
             if session.allowance < 1:
                 log.warning("session %s: over %g messages/s; closing",
