@@ -56,8 +56,8 @@ EPILOG = """\
 The port is --port, else $PORT, else the flow file's 'port:', else 4000.
 The state store (ctx.state, and the API keys) is the SQLite file --state, else
 $LOLO_STATE, else .lolo/state.sqlite3 under the current directory; apps sharing a
-file keep their keys apart by app name. With --redis URL (or $LOLO_REDIS_URL) the
-state lives on that Redis server instead, and channels (ctx.publish, lolo/broadcast)
+file keep their keys apart by app name. With --redis URL (or $LOLO_REDIS_URL, unless
+--state is given) the state lives on that Redis server instead, and channels (ctx.publish, lolo/broadcast)
 reach clients connected to any process of the app: run as many as you like, on
 one machine (--workers N) or many.
 On start-up it prints 'Listening to port N' once clients can connect.
@@ -280,10 +280,26 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
 
 
 def redis_url(options: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
-    """--redis, else $LOLO_REDIS_URL; --state and --redis together are a usage error."""
-    url = options.redis or environ.get("LOLO_REDIS_URL") or None
-    if url is not None and options.state is not None and options.redis:
-        raise UsageError("--state and --redis choose different stores; give one of them")
+    """--redis, else $LOLO_REDIS_URL unless --state chose a file; None: SQLite.
+
+    --state and --redis together, an empty URL, or one that is not redis://, rediss:// or
+    unix:// are usage errors."""
+    if options.redis is not None:
+        if options.state is not None:
+            raise UsageError("--state and --redis choose different stores; give one of them")
+        url: str | None = options.redis
+    elif options.state is not None:
+        return None  # an explicit file wins over $LOLO_REDIS_URL
+    else:
+        url = environ.get("LOLO_REDIS_URL") or None  # set but empty: not set
+        if url is None:
+            return None
+    if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+        from lolo_runtime.state.redisstore import redact_url
+
+        shown = redact_url(url) if url else "an empty string"
+        raise UsageError(f"the Redis URL must start with redis://, rediss:// or unix:// "
+                         f"(e.g. redis://localhost:6379/0), not {shown}")
     return url
 
 

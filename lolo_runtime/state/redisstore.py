@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from .base import Clock, StateBackend, StateError, validate_key
@@ -146,7 +147,10 @@ def connect_redis(url: str, timeout: float) -> aioredis.Redis:
     try:
         return aioredis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=timeout,
-            socket_timeout=timeout, retry=Retry(NoBackoff(), 1),
+            socket_timeout=timeout,
+            # One immediate retry when a connection breaks (a pooled one is stale after a
+            # Redis restart), none on a timeout: a frozen server costs one timeout, not two.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             # Names written by others need not be UTF-8: decoded with surrogateescape they
             # round-trip to Redis intact and are told apart (lone surrogates) from ours.
             encoding_errors="surrogateescape",

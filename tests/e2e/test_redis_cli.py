@@ -236,3 +236,35 @@ def test_serving_through_a_redis_outage(redis_server: RedisServer, tmp_path: Pat
     shown = f"redis://{USER}:***@127.0.0.1:{redis_server.port}/0"
     assert shown in log
     assert PASSWORD not in log
+
+
+@pytest.mark.parametrize("url", ["", "http://127.0.0.1:6379/0", "localhost:6379",
+                                 "http://:secretpw@127.0.0.1/0"])
+@pytest.mark.parametrize("args", [[str(FLOW), "--port", "0"], ["keys", "list"]])
+def test_a_url_that_is_not_redis_is_a_usage_error(url: str, args: list[str],
+                                                  tmp_path: Path) -> None:
+    for env, extra in ((clean_env(), ["--redis", url]), (clean_env(LOLO_REDIS_URL=url), [])):
+        if not url and not extra:
+            continue  # an empty $LOLO_REDIS_URL means none: see the next test
+        done = lolo(*args, *extra, cwd=tmp_path, env=env)
+        assert done.returncode == 2, (url, done.stderr)
+        assert "redis://" in done.stderr and "secretpw" not in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_an_explicit_state_file_wins_over_lolo_redis_url(tmp_path: Path) -> None:
+    # $LOLO_REDIS_URL points nowhere; --state names a file: the file is used.
+    env = clean_env(LOLO_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    state = tmp_path / "s.sqlite3"
+    done = lolo("keys", "create", "--email", "a@b.co", "--state", str(state),
+                cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert KEY.fullmatch(done.stdout.strip())
+    assert state.exists()
+
+
+def test_an_empty_lolo_redis_url_means_a_state_file(tmp_path: Path) -> None:
+    done = lolo("keys", "create", "--email", "a@b.co", cwd=tmp_path,
+                env=clean_env(LOLO_REDIS_URL=""))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".lolo" / "state.sqlite3").exists()
