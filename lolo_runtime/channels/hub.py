@@ -94,6 +94,7 @@ class Hub:
         self._members: dict[str, Member] = {}
         self._channels: dict[str, dict[str, Member]] = {}
         self._joined: dict[str, set[str]] = {}  # session id -> its channels
+        self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> link.subscribe
 
     # ----------------------------------------------------------------- sessions
 
@@ -134,8 +135,22 @@ class Hub:
             members = self._channels[channel] = {}
         members[session_id] = member
         self._joined.setdefault(session_id, set()).add(channel)
-        if first and self.link is not None:
-            await self.link.subscribe(channel)
+        if self.link is None:
+            return
+        # Every joiner waits for the subscription, not only the one that asked for it.
+        pending = self._subscribing.get(channel)
+        if first:
+            pending = asyncio.ensure_future(self.link.subscribe(channel))
+            self._subscribing[channel] = pending
+            pending.add_done_callback(lambda done: self._subscribed(channel, done))
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def _subscribed(self, channel: str, done: asyncio.Future[None]) -> None:
+        if self._subscribing.get(channel) is done:
+            del self._subscribing[channel]
+        if not done.cancelled():
+            done.exception()  # retrieved: the joiners that waited got it
 
     async def leave(self, session_id: str, channel: str) -> None:
         check_channel(channel)

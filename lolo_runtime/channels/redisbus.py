@@ -14,7 +14,11 @@ processes, over Redis pub/sub.
   channel in the moment before another process's subscription to it was confirmed.
 * Redis away: local delivery goes on; the outage is logged once, the link reconnects with
   backoff (0.1 s doubling to 1 s) and resubscribes to every channel that has local
-  members, and the recovery is logged once.
+  members, and the recovery is logged once, with the messages dropped meanwhile. Idle
+  connections are dropped on reconnection, so none cut with the old server is reused.
+* A publish that fails while Redis still answers a PING (a stale connection, a refusal
+  such as an ACL's) is no outage: its messages are dropped and counted, in a WARNING at
+  most every ``BROKEN_EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ MAX_QUEUED = 10_000
 PING_AFTER = 5.0
 """Seconds without traffic on the subscription before it is checked with a PING."""
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
+BROKEN_EVERY = 10.0
+"""Seconds between two warnings about messages Redis refused or a broken connection lost."""
 
 
 class RedisBus:
@@ -66,6 +72,9 @@ class RedisBus:
         self._stale = False  # set when the subscription must be made again
         self._down_since: float | None = None
         self._reason = ""
+        self._dropped_in_outage = 0
+        self._broken_said_at: float | None = None
+        self._broken_unsaid = 0
         self.dropped = 0
         """Messages for other processes dropped because Redis was away (or the queue full)."""
 
@@ -131,13 +140,18 @@ class RedisBus:
 
     # ----------------------------------------------------------------- outgoing
 
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        if self._down_since is not None:
+            self._dropped_in_outage += count
+
     def _queue(self, name: str, head: list[Any], payload: bytes) -> None:
         if self._down_since is not None:
-            self.dropped += 1
+            self._drop(1)
             return
         if len(self._outbox) >= MAX_QUEUED:
             self._outbox.popleft()
-            self.dropped += 1
+            self._drop(1)
         data = self.origin + b" " + json.dumps(head, separators=(",", ":")).encode() \
             + b"\n" + payload
         self._outbox.append((name, data))
@@ -155,16 +169,53 @@ class RedisBus:
                     async with self._client.pipeline(transaction=False) as pipe:
                         for name, data in batch:
                             pipe.publish(name, data)
-                        await pipe.execute()
+                        replies = await pipe.execute(raise_on_error=False)
                 except (RedisError, OSError) as exc:
-                    self.dropped += len(batch)
+                    # Not resent: some may have been published (at most once).
+                    if await self._answers():
+                        # Only this connection broke (a stale one, closed by Redis
+                        # or a proxy): Redis is there, nothing else to mend.
+                        self._drop(len(batch))
+                        self._broken(len(batch), exc)
+                        continue
                     self._went_down(exc)
+                    self._drop(len(batch))
                     self._stale = True  # the reader reconnects, then says we are back
+                    continue
+                refused = [reply for reply in replies if isinstance(reply, Exception)]
+                if refused:  # Redis answered, but said no (ACL, out of memory...)
+                    self._drop(len(refused))
+                    self._broken(len(refused), refused[0])
+
+    async def _answers(self) -> bool:
+        """Whether Redis answers a PING on a new connection."""
+        assert self._client is not None
+        try:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+            await self._client.ping()
+        except (RedisError, OSError):
+            return False
+        return True
+
+    def _broken(self, count: int, exc: BaseException) -> None:
+        """Messages lost while Redis is up: said at most once per BROKEN_EVERY seconds."""
+        self._broken_unsaid += count
+        now = time.monotonic()
+        if self._broken_said_at is not None and now - self._broken_said_at < BROKEN_EVERY:
+            return
+        log.warning("%d message(s) for other processes were dropped: publishing to Redis "
+                    "at %s failed: %s", self._broken_unsaid, redact_url(self.url),
+                    str(exc) or type(exc).__name__)
+        self._broken_said_at = now
+        self._broken_unsaid = 0
 
     # ----------------------------------------------------------------- incoming
 
     async def _connect(self) -> None:
         assert self._client is not None
+        # Idle pooled connections may have been cut with the last one (Redis restarted):
+        # left in the pool, the next publish would fail on one and look like an outage.
+        await self._client.connection_pool.disconnect(inuse_connections=False)
         pubsub = self._client.pubsub()
         names = [self._direct, *(self._prefix + "ch:" + ch for ch in self.hub.channels)]
         try:
@@ -255,6 +306,8 @@ class RedisBus:
             return
         self._down_since = time.monotonic()
         self._reason = str(exc) or type(exc).__name__
+        self._dropped_in_outage = 0
+        self._drop(len(self._outbox))
         self._outbox.clear()
         log.error("Redis at %s unreachable (%s): messages to other processes are dropped "
                   "until it is back; clients of this process are still served (pid %d)",
@@ -267,4 +320,5 @@ class RedisBus:
         self._down_since = None
         log.warning("Redis at %s is back after %.1fs: resubscribed to %d channel(s); %d "
                     "message(s) for other processes were dropped meanwhile",
-                    redact_url(self.url), lasted, len(self.hub.channels), self.dropped)
+                    redact_url(self.url), lasted, len(self.hub.channels),
+                    self._dropped_in_outage)
