@@ -57,9 +57,9 @@ The port is --port, else $PORT, else the flow file's 'port:', else 4000.
 The state store (ctx.state, and the API keys) is the SQLite file --state, else
 $LOLO_STATE, else .lolo/state.sqlite3 under the current directory; apps sharing a
 file keep their keys apart by app name. With --redis URL (or $LOLO_REDIS_URL, unless
---state is given) the state lives on that Redis server instead, and channels (ctx.publish, lolo/broadcast)
-reach clients connected to any process of the app: run as many as you like, on
-one machine (--workers N) or many.
+--state is given) the state lives on that Redis server instead, and channels
+(ctx.publish, lolo/broadcast) reach clients connected to any process of the app: run
+as many as you like, on one machine (--workers N) or many.
 On start-up it prints 'Listening to port N' once clients can connect.
 Ctrl-C, SIGTERM or SIGHUP shuts down gracefully: clients are closed with code 1001
 and in-flight handlers get --shutdown-timeout seconds to finish. A second one stops

@@ -97,7 +97,7 @@ CLOSE_TOO_FAST = 1008
 class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
-    __slots__ = ("allowance", "base", "conn", "last", "pending", "phase", "refusal",
+    __slots__ = ("allowance", "base", "conn", "early", "last", "pending", "phase", "refusal",
                  "session_id", "stall_mark", "trigger")
 
     def __init__(self, trigger: WebSocketTrigger, conn: WebSocketConnection, session_id: str,
@@ -107,7 +107,10 @@ class WebSocketSession:
         self.session_id = session_id
         self.base = base
         self.phase = _Phase.HANDSHAKE
-        self.pending: list[dict[str, Any] | Outgoing] = []  # sent once the socket opens
+        self.pending: list[dict[str, Any]] = []  # the req chain's responses, sent at open
+        self.early: list[Outgoing] = []
+        """Channel messages that came during the handshake: sent after ``pending``, so a
+        client gets what its req chain sends (greeting, history) before live messages."""
         self.refusal: tuple[int, str] | None = None
         self.allowance = float(trigger.params.burst)
         self.last = time.monotonic()
@@ -144,7 +147,7 @@ class WebSocketSession:
             else:
                 conn.send_frame(message.frame)
         elif self.phase is _Phase.HANDSHAKE:
-            self.pending.append(message)
+            self.early.append(message)
 
     def fail(self, node_id: str, error: BaseException) -> None:
         if self.phase is _Phase.HANDSHAKE and self.refusal is None:
@@ -248,11 +251,11 @@ class WebSocketTrigger(Trigger):
         session: WebSocketSession = conn.session
         session.phase = _Phase.OPEN
         for payload in session.pending:
-            if isinstance(payload, Outgoing):
-                session.deliver(payload)
-            else:
-                self.respond(session, payload)
+            self.respond(session, payload)
+        for message in session.early:
+            session.deliver(message)
         session.pending.clear()
+        session.early.clear()
 
     async def on_message(self, conn: WebSocketConnection, message: str | bytes) -> None:
         session: WebSocketSession = conn.session

@@ -421,10 +421,6 @@ def test_a_newcomer_is_greeted_first_while_another_process_is_busy(
             (newcomer.history[-3:], newcomer.live)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a client's channel messages that arrive while its req chain still runs are sent "
-    "before what the chain emits after they arrived (lolo_runtime/nodes/websocket.py "
-    "keeps one pending list): the history read from Redis comes after live messages"))
 def test_a_newcomer_gets_the_history_before_live_messages_while_another_process_is_busy(
     pair: tuple[ChatProcess, ChatProcess],
 ) -> None:
