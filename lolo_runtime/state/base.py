@@ -229,7 +229,8 @@ class StateBackend(ABC):
     @abstractmethod
     async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
         """In one atomic step, append ``text`` to the list under ``key`` (absent: a new
-        list) and drop its oldest items past the last ``keep``; return the list's length.
+        list) and drop its oldest items past the last ``keep``; return the item's number
+        (1 for a new list's first item, one more for each push, trims or not).
 
         Raises :class:`StateError` (and changes nothing) if ``key`` holds a live value
         stored by ``set`` (lists are made by ``push`` only; an expired value counts as
@@ -307,7 +308,9 @@ class AppState:
 
     async def push(self, key: str, value: object, *, keep: int) -> int:
         """Append ``value`` to the list under ``key`` and keep only its last ``keep`` items,
-        in one atomic step (safe from many processes at once); return the list's length.
+        in one atomic step (safe from many processes at once); return the item's number:
+        1 for the first item of a new list, then 2, 3..., counting on past ``keep`` (so it
+        tells items apart, and gives their order, across processes).
 
         ``get(key)`` reads the list (oldest first), ``set`` replaces it, ``delete`` removes
         it. A list is made by ``push`` only: pushing to a key that holds a value stored with

@@ -56,7 +56,7 @@ elseif t == 'hash' then
   local e = redis.call('HGET', KEYS[1], 'e')
   if not e or tonumber(e) > tonumber(ARGV[1]) then live = 1 end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return live
 """
 
@@ -92,17 +92,16 @@ if t == 'hash' then
   local e = redis.call('HGET', KEYS[1], 'e')
   if e and tonumber(e) <= tonumber(ARGV[3]) then
     redis.call('DEL', KEYS[1])
+    t = 'none'
   else
     return redis.error_reply('LOLONOTLIST')
   end
 end
+if t == 'none' then redis.call('DEL', KEYS[2]) end
 local n = redis.call('RPUSH', KEYS[1], ARGV[1])
 local keep = tonumber(ARGV[2])
-if n > keep then
-  redis.call('LTRIM', KEYS[1], -keep, -1)
-  n = keep
-end
-return n
+if n > keep then redis.call('LTRIM', KEYS[1], -keep, -1) end
+return redis.call('INCR', KEYS[2])
 """
 
 _SCAN_BATCH = 500
@@ -208,6 +207,11 @@ class RedisBackend(StateBackend):
         # "lolo:a" with app "b" cannot meet namespace "lolo" with app "a" and key "b:...".
         return f"{quote(self.namespace, safe='')}:{quote(app, safe='')}:{key}"
 
+    def _counter(self, app: str, key: str) -> str:
+        """Where a list's item count lives: after '#', which the encoded app name never
+        holds, so no key of ours is ever named so and no ``keys`` scan meets it."""
+        return f"{quote(self.namespace, safe='')}:{quote(app, safe='')}#{key}"
+
     def _require_open(self) -> aioredis.Redis:
         if self._client is None:
             raise StateError("the state store is not open")
@@ -248,7 +252,7 @@ class RedisBackend(StateBackend):
         client = self._require_open()
         name = self._key(app, key)
         async with client.pipeline(transaction=True) as pipe:
-            pipe.delete(name)
+            pipe.delete(name, self._counter(app, key))
             if expires_at is None:
                 pipe.hset(name, "v", text)
             else:
@@ -261,7 +265,8 @@ class RedisBackend(StateBackend):
             await self._call(f"set of key {key!r}", pipe.execute())
 
     async def kv_delete(self, app: str, key: str, now: float) -> bool:
-        return bool(await self._script("delete", key, [self._key(app, key)], [repr(now)]))
+        return bool(await self._script("delete", key, [self._key(app, key),
+                                                        self._counter(app, key)], [repr(now)]))
 
     async def kv_keys(self, app: str, prefix: str, now: float) -> list[str]:
         client = self._require_open()
@@ -305,7 +310,8 @@ class RedisBackend(StateBackend):
     async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
         try:
             return int(await self._script(
-                "push", key, [self._key(app, key)], [text, str(keep), repr(now)], answers=True))
+                "push", key, [self._key(app, key), self._counter(app, key)],
+                [text, str(keep), repr(now)], answers=True))
         except ResponseError as exc:
             if "LOLONOTLIST" in str(exc):
                 raise StateError(f"cannot push to key {key!r}: it holds a value stored "

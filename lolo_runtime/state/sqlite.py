@@ -34,7 +34,8 @@ _SCHEMA = (
     "WHERE expires_at IS NOT NULL",
     # Lists made by push(): one row per item, so a push writes one small row (and trims
     # old ones by seq) instead of rewriting the whole list. Items of a list have
-    # consecutive seq numbers: trimming only ever removes the lowest.
+    # consecutive seq numbers from 1: trimming only ever removes the lowest, and an item's
+    # seq is the number push() returns.
     """CREATE TABLE IF NOT EXISTS lolo_list (
         app   TEXT NOT NULL,
         key   TEXT NOT NULL,
@@ -286,10 +287,9 @@ class SQLiteBackend(StateBackend):
             conn.execute("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
                          (app, key, last, text))
             if last - first + 1 > keep:
-                first = last - keep + 1
                 conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq < ?",
-                             (app, key, first))
-            return last - first + 1
+                             (app, key, last - keep + 1))
+            return last
 
         return await self._worker.submit(run, writes=True)
 

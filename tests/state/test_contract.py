@@ -435,21 +435,27 @@ def test_push_appends_in_order_and_get_reads_oldest_first(open_backend: OpenBack
     run(open_backend, body)
 
 
-def test_push_keeps_the_last_n_and_returns_the_length(open_backend: OpenBackend) -> None:
+def test_push_keeps_the_last_n_and_numbers_the_items(open_backend: OpenBackend) -> None:
     async def body(backend: StateBackend, clock: FakeClock) -> None:
         state = backend.for_app("app")
-        lengths = [await state.push("recent", number, keep=3) for number in range(1, 8)]
-        assert lengths == [1, 2, 3, 3, 3, 3, 3]
+        numbers = [await state.push("recent", number, keep=3) for number in range(1, 8)]
+        assert numbers == [1, 2, 3, 4, 5, 6, 7]  # the item's number, trims or not
         assert await state.get("recent") == [5, 6, 7]
         # A smaller keep trims the existing list at once; a larger one lets it grow again.
-        assert await state.push("recent", 8, keep=1) == 1
+        assert await state.push("recent", 8, keep=1) == 8
         assert await state.get("recent") == [8]
-        assert await state.push("recent", 9, keep=5) == 2
-        assert await state.push("recent", 10, keep=5) == 3
+        assert await state.push("recent", 9, keep=5) == 9
+        assert await state.push("recent", 10, keep=5) == 10
         assert await state.get("recent") == [8, 9, 10]
         assert await state.push("one", "x", keep=1) == 1
-        assert await state.push("one", "y", keep=1) == 1
+        assert await state.push("one", "y", keep=1) == 2
         assert await state.get("one") == ["y"]
+        # A list made anew (after delete or set) counts from 1 again.
+        assert await state.delete("one")
+        assert await state.push("one", "z", keep=1) == 1
+        await state.set("recent", "plain")
+        await state.delete("recent")
+        assert await state.push("recent", 11, keep=3) == 1
 
     run(open_backend, body)
 
@@ -615,8 +621,8 @@ def test_push_is_atomic_under_100_concurrent_tasks(open_backend: OpenBackend) ->
             *(state.push("crowd", number, keep=1000) for number in range(100)))
         return list(lengths), await state.get("crowd")
 
-    lengths, final = run(open_backend, body)
-    assert sorted(lengths) == list(range(1, 101))  # each push saw a distinct length
+    numbers, final = run(open_backend, body)
+    assert sorted(numbers) == list(range(1, 101))  # each push got its own number
     assert sorted(final) == list(range(100))
 
 
@@ -643,8 +649,8 @@ def test_push_from_two_connections_keeps_each_pushers_order(
             assert final == await one.for_app("app").get("shared")
             return [length for chunk in results for length in chunk], final
 
-    lengths, final = asyncio.run(main())
-    assert all(1 <= length <= 50 for length in lengths)
+    numbers, final = asyncio.run(main())
+    assert sorted(numbers) == list(range(1, 501))  # numbered once each, across connections
     assert len(final) == 50
     assert len(set(final)) == 50
     for name in "abc":
