@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lolo_runtime.channels.hub import Hub
 from lolo_runtime.context import Context
+from lolo_runtime.deadlines import Deadlines
 from lolo_runtime.errors import HandlerTimeout, Reject
 from lolo_runtime.node import Node
 from lolo_runtime.routing import RoutingTable
@@ -75,6 +76,7 @@ class Engine:
             for source, targets in table.as_dict().items()
         }
         self._background: set[asyncio.Task[None]] = set()
+        self._deadlines = Deadlines()
 
     async def fire(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
         """Send ``ev`` out of ``node.port`` to every in-port wired to it; never raises."""
@@ -98,7 +100,7 @@ class Engine:
                 if node.call_timeout is None:
                     await node.handle(ev, ctx)
                 else:
-                    await _within(node.call_timeout, node.handle(ev, ctx))
+                    await self._deadlines.run(node.call_timeout, node.handle(ev, ctx))
             else:
                 # A plain ``def``, or a wrapper around an async handler that hides it.
                 result = node.handle(ev, ctx)
@@ -106,7 +108,7 @@ class Engine:
                     if node.call_timeout is None:
                         await result
                     else:
-                        await _within(node.call_timeout, result)
+                        await self._deadlines.run(node.call_timeout, result)
         except Exception as error:
             ctx.take_routed()
             self._handler_failed(node, invocation, error)
@@ -162,15 +164,3 @@ class Engine:
             await asyncio.wait(late)
         return not late
 
-
-async def _within(seconds: float, call: Awaitable[Any]) -> None:
-    """Await ``call``, cancelling it after ``seconds`` (:class:`HandlerTimeout`)."""
-    try:
-        async with asyncio.timeout(seconds) as scope:
-            await call
-    except TimeoutError:
-        if not scope.expired():
-            raise  # the handler's own TimeoutError: a failure like any other
-        raise HandlerTimeout(
-            f"handler did not finish within {seconds:g}s (its node's timeout); cancelled"
-        ) from None

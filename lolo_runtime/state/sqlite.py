@@ -52,6 +52,12 @@ _UPSERT = (
     "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
 
+_APPEND = (
+    "INSERT INTO lolo_list (app, key, seq, value) "
+    "SELECT ?, ?, coalesce(max(seq), 0) + 1, ? FROM lolo_list WHERE app = ? AND key = ? "
+    "RETURNING seq"
+)
+
 # Every this many write batches, rows whose ttl has passed are deleted (they are already
 # invisible to readers; this only reclaims space).
 _PURGE_EVERY = 500
@@ -257,7 +263,7 @@ class SQLiteBackend(StateBackend):
             expires_at: float | None = None
             if row is not None:
                 current, expires_at = json.loads(row[0]), row[1]
-            elif _list_bounds(conn, app, key) is not None:
+            elif _is_list(conn, app, key):
                 current = []
             if isinstance(current, bool) or not isinstance(current, int):
                 raise StateError(
@@ -281,15 +287,12 @@ class SQLiteBackend(StateBackend):
                     raise StateError(f"cannot push to key {key!r}: it holds a value stored "
                                      "with set(); push makes lists of its own")
                 conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
-            bounds = _list_bounds(conn, app, key)
-            first, last = bounds if bounds is not None else (1, 0)
-            last += 1
-            conn.execute("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
-                         (app, key, last, text))
-            if last - first + 1 > keep:
-                conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq < ?",
-                             (app, key, last - keep + 1))
-            return last
+            # Two statements, each an index seek: max(seq) alone is read from the end of
+            # the primary key, and the trim is a range delete (empty most of the time).
+            (last,) = conn.execute(_APPEND, (app, key, text, app, key)).fetchone()
+            conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq <= ?",
+                         (app, key, last - keep))
+            return int(last)
 
         return await self._worker.submit(run, writes=True)
 
@@ -310,9 +313,7 @@ def _list_items(conn: sqlite3.Connection, app: str, key: str) -> list[str]:
     return [str(value) for (value,) in rows]
 
 
-def _list_bounds(conn: sqlite3.Connection, app: str, key: str) -> tuple[int, int] | None:
-    """The lowest and highest seq of a list, or None when there is no such list."""
-    low, high = conn.execute(
-        "SELECT min(seq), max(seq) FROM lolo_list WHERE app = ? AND key = ?", (app, key)
-    ).fetchone()
-    return None if low is None else (int(low), int(high))
+def _is_list(conn: sqlite3.Connection, app: str, key: str) -> bool:
+    """Whether ``key`` holds a list made by push()."""
+    return conn.execute("SELECT 1 FROM lolo_list WHERE app = ? AND key = ? LIMIT 1",
+                        (app, key)).fetchone() is not None
