@@ -11,6 +11,10 @@ async def setup(ctx: Any) -> None:
     await history.load(ctx)
 
 
+async def close() -> None:
+    await history.flush()  # what is queued reaches the store before it closes
+
+
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     connections = ev["connections"]
     sender = ev["sessionId"]
@@ -26,4 +30,4 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
             connection["send"](text)
         except Exception as error:
             ctx.log.error(error)
-    await history.remember(ctx, name, ev["message"])
+    history.remember(ctx, name, ev["message"])

@@ -38,6 +38,9 @@ Clock: TypeAlias = Callable[[], float]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """``incr`` works on signed 64-bit integers (as Redis does), so every backend can do it exactly."""
 
+MAX_PUSH = 1000
+"""Most values one ``push`` appends (a Redis script takes its arguments on the Lua stack)."""
+
 MAX_DEPTH = 200
 """Deepest nesting of lists/dicts accepted in a value (also catches self-referencing values)."""
 
@@ -86,6 +89,12 @@ def _find_non_json(value: object, where: str, depth: int) -> str | None:
     return f"{type(value).__name__} at {where}"
 
 
+# Built once: json.dumps with options builds an encoder on every call.
+# ensure_ascii keeps lone surrogates in strings storable (as \\ud800 escapes).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
 def encode_value(key: str, value: object) -> str:
     """Check that ``value`` is a JSON value and return its compact JSON text.
 
@@ -97,8 +106,8 @@ def encode_value(key: str, value: object) -> str:
     # (slower, Python) walk names the offending part.
     try:
         # ensure_ascii keeps lone surrogates in strings storable (as \\ud800 escapes).
-        text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-        if _depth_ok(text) and json.loads(text) == value:
+        text = _ENCODER.encode(value)
+        if _depth_ok(text) and _DECODER.decode(text) == value:
             return text
     except (TypeError, ValueError, RecursionError):
         pass
@@ -227,10 +236,12 @@ class StateBackend(ABC):
         """
 
     @abstractmethod
-    async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
-        """In one atomic step, append ``text`` to the list under ``key`` (absent: a new
-        list) and drop its oldest items past the last ``keep``; return the item's number
-        (1 for a new list's first item, one more for each push, trims or not).
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
+                      now: float) -> int:
+        """In one atomic step, append ``texts`` (one or more, in order) to the list under
+        ``key`` (absent: a new list) and drop its oldest items past the last ``keep``;
+        return the last item's number (1 for a new list's first item, one more for each
+        item appended, trims or not).
 
         Raises :class:`StateError` (and changes nothing) if ``key`` holds a live value
         stored by ``set`` (lists are made by ``push`` only; an expired value counts as
@@ -306,19 +317,24 @@ class AppState:
             raise StateError(f"incr of key {key!r}: 'by' is outside the signed 64-bit range")
         return await self._backend.kv_incr(self._app, key, by, self._backend.clock())
 
-    async def push(self, key: str, value: object, *, keep: int) -> int:
-        """Append ``value`` to the list under ``key`` and keep only its last ``keep`` items,
-        in one atomic step (safe from many processes at once); return the item's number:
-        1 for the first item of a new list, then 2, 3..., counting on past ``keep`` (so it
-        tells items apart, and gives their order, across processes).
+    async def push(self, key: str, value: object, *more: object, keep: int) -> int:
+        """Append ``value`` (and ``more`` values, in order) to the list under ``key`` and keep
+        only its last ``keep`` items, in one atomic step (safe from many processes at once);
+        return the number of the last item appended: 1 for the first item of a new list,
+        then 2, 3..., counting on past ``keep`` (so it tells items apart, and gives their
+        order, across processes).
 
         ``get(key)`` reads the list (oldest first), ``set`` replaces it, ``delete`` removes
         it. A list is made by ``push`` only: pushing to a key that holds a value stored with
-        ``set`` raises :class:`StateError`, as does a value that is not JSON. Lists never
-        expire. Each push writes one item, whatever the list's length.
+        ``set`` raises :class:`StateError`, as does a value that is not JSON (then nothing is
+        appended). Lists never expire. A push writes only its own items, whatever the list's
+        length; at most :data:`MAX_PUSH` values at once.
         """
         validate_key(key)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise StateError(f"push to key {key!r}: 'keep' must be an int >= 1, not {keep!r}")
-        text = encode_value(key, value)
-        return await self._backend.kv_push(self._app, key, text, keep, self._backend.clock())
+        if len(more) >= MAX_PUSH:
+            raise StateError(f"push to key {key!r}: at most {MAX_PUSH} values at once")
+        texts = [encode_value(key, value)]
+        texts += [encode_value(key, item) for item in more]
+        return await self._backend.kv_push(self._app, key, texts, keep, self._backend.clock())

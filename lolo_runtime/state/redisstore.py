@@ -90,7 +90,7 @@ _PUSH = """
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'hash' then
   local e = redis.call('HGET', KEYS[1], 'e')
-  if e and tonumber(e) <= tonumber(ARGV[3]) then
+  if e and tonumber(e) <= tonumber(ARGV[2]) then
     redis.call('DEL', KEYS[1])
     t = 'none'
   else
@@ -98,10 +98,10 @@ if t == 'hash' then
   end
 end
 if t == 'none' then redis.call('DEL', KEYS[2]) end
-local n = redis.call('RPUSH', KEYS[1], ARGV[1])
-local keep = tonumber(ARGV[2])
+local n = redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+local keep = tonumber(ARGV[1])
 if n > keep then redis.call('LTRIM', KEYS[1], -keep, -1) end
-return redis.call('INCR', KEYS[2])
+return redis.call('INCRBY', KEYS[2], #ARGV - 2)
 """
 
 _SCAN_BATCH = 500
@@ -307,11 +307,12 @@ class RedisBackend(StateBackend):
                              f"{message.rstrip('.')}")
         raise StateError(f"cannot incr key {key!r}: it holds a {kind}, not an int")
 
-    async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
+                      now: float) -> int:
         try:
             return int(await self._script(
                 "push", key, [self._key(app, key), self._counter(app, key)],
-                [text, str(keep), repr(now)], answers=True))
+                [str(keep), repr(now), *texts], answers=True))
         except ResponseError as exc:
             if "LOLONOTLIST" in str(exc):
                 raise StateError(f"cannot push to key {key!r}: it holds a value stored "

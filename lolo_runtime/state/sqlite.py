@@ -271,7 +271,8 @@ class SQLiteBackend(StateBackend):
 
         return await self._worker.submit(run, writes=True)
 
-    async def kv_push(self, app: str, key: str, text: str, keep: int, now: float) -> int:
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
+                      now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
             value = conn.execute(
                 "SELECT expires_at FROM lolo_kv WHERE app = ? AND key = ?", (app, key)
@@ -286,9 +287,11 @@ class SQLiteBackend(StateBackend):
             # INSERT ... SELECT max() ... RETURNING took twice as long.)
             (top,) = conn.execute("SELECT max(seq) FROM lolo_list WHERE app = ? AND key = ?",
                                   (app, key)).fetchone()
-            last = (top or 0) + 1
-            conn.execute("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
-                         (app, key, last, text))
+            first = (top or 0) + 1
+            conn.executemany("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
+                             [(app, key, first + index, text)
+                              for index, text in enumerate(texts)])
+            last = first + len(texts) - 1
             conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq <= ?",
                          (app, key, last - keep))
             return last

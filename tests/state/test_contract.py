@@ -709,3 +709,40 @@ def test_refused_pushes_among_concurrent_ones_leave_the_others_alone(
         else:
             assert isinstance(result, StateError), result
             assert ("taken" if number % 3 == 0 else "list") in str(result)
+
+
+def test_push_of_several_values_appends_them_in_order_at_once(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        assert await state.push("log", "a", keep=10) == 1
+        assert await state.push("log", "b", "c", {"d": [4]}, keep=10) == 4  # the last's number
+        assert await state.get("log") == ["a", "b", "c", {"d": [4]}]
+        # More than keep in one push: only the newest stay, numbers count on.
+        assert await state.push("log", *range(12), keep=5) == 16
+        assert await state.get("log") == [7, 8, 9, 10, 11]
+        # One bad value refuses the whole push.
+        with pytest.raises(StateError, match="not JSON"):
+            await state.push("log", 1, {2}, 3, keep=5)
+        assert await state.get("log") == [7, 8, 9, 10, 11]
+        # The most values at once, and one too many.
+        assert await state.push("big", *range(1000), keep=2000) == 1000
+        with pytest.raises(StateError, match="at most 1000"):
+            await state.push("big", *range(1001), keep=2000)
+        assert len(await state.get("big")) == 1000
+
+    run(open_backend, body)
+
+
+def test_concurrent_multi_value_pushes_stay_whole(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> Any:
+        state = backend.for_app("app")
+        await asyncio.gather(*(state.push("runs", *[f"{who}{i}" for i in range(5)], keep=1000)
+                               for who in "abcdefghij"))
+        return await state.get("runs")
+
+    final = run(open_backend, body)
+    assert len(final) == 50
+    for start in range(0, 50, 5):  # each push's five values sit together, in order
+        run_of_five = final[start:start + 5]
+        who = run_of_five[0][0]
+        assert run_of_five == [f"{who}{i}" for i in range(5)]
