@@ -61,7 +61,7 @@ class RedisBus:
         self.hub = hub
         self.timeout = timeout
         self.origin = uuid.uuid4().hex.encode()
-        self._prefix = f"{namespace}:{quote(app, safe='')}:"
+        self._prefix = f"{quote(namespace, safe='')}:{quote(app, safe='')}:"
         self._direct = f"{self._prefix}direct"
         self._client: aioredis.Redis | None = None
         self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
