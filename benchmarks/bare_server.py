@@ -52,8 +52,12 @@ async def chat(connection: ServerConnection) -> None:
 async def main(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
+    def stopping() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, stopping)
     async with serve(chat, host, port, compression=None, process_request=only_socket_path):
         print(f"Listening to port {port}", flush=True)
         await stop

@@ -375,7 +375,8 @@ class Cluster:
             cmd = f"{self.lolo_cmd} --port {{port}} --state {{state}}"
         return self.start(name, cmd + " --log-level warning", env)
 
-    def generate(self, args: list[str], budget: float, servers: list[RunningServer]) -> dict:
+    def generate(self, args: list[str], budget: float,
+                 servers: list[RunningServer]) -> dict[str, Any]:
         argv = [sys.executable, str(Path(__file__).resolve()), "load", *args]
         argv += ["--max-seconds", str(math.ceil(budget))]
         if self.client_cpu is not None:
@@ -874,9 +875,10 @@ def pick_cores(no_pin: bool) -> tuple[int | None, int | None]:
 
 def git_commit() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
+        def run(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                                  text=True, timeout=5).stdout.strip()
+
         return run("rev-parse", "--short", "HEAD") + (
             " (dirty)" if run("status", "--porcelain", "--untracked-files=no") else ""
         )

@@ -138,7 +138,7 @@ def run_round(path: Path, number: int, delay: float, sync: str,
         # Read all along: a full pipe would stall the child and every kill would then land
         # while it waits to print, not while it writes to the database.
         reader = threading.Thread(target=lambda: chunks.extend(iter(
-            lambda: stdout.read1(65536), b"")))
+            lambda: stdout.read1(65536), b"")))  # type: ignore[attr-defined]
         reader.start()
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)

@@ -102,7 +102,7 @@ def measure(server_name: str, pid: int, port: int, scenario: str, repeat: int,
 def summarise(results: list[Measure]) -> dict[str, dict[str, float]]:
     summary: dict[str, dict[str, float]] = {}
     for scenario in SCENARIOS:
-        pairs = {}
+        pairs: dict[int, dict[str, Measure]] = {}
         for m in results:
             if m.scenario == scenario:
                 pairs.setdefault(m.repeat, {})[m.server] = m

@@ -185,10 +185,10 @@ def cpu_model() -> str:
 def machine_info() -> dict[str, object]:
     """Facts a reader needs to judge the numbers."""
     try:
-        import websockets
+        from importlib.metadata import version
 
-        ws_version = websockets.__version__
-    except ImportError:
+        ws_version = version("websockets")
+    except ImportError:  # importlib.metadata.PackageNotFoundError is one
         ws_version = "not installed"
     return {
         "cpu_model": cpu_model(),

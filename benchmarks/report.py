@@ -264,10 +264,10 @@ def write_outputs(out_dir: Path, stamp: str, doc: dict[str, Any], markdown: str)
 def write_chart(out_dir: Path, stamp: str, rows: list[dict[str, Any]]) -> Path | str:
     """PNG of S1 throughput by N and S2 latency; returns the path or why it was skipped."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return "chart skipped: matplotlib is not installed (pip install matplotlib)"
     s1 = [r for r in rows if r["key"].endswith(".deliveries_per_s") and r["scenario"] == "S1"]

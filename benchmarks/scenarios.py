@@ -254,7 +254,8 @@ class Bench:
                 break
         else:
             self.warnings.append(f"{side} S4: other processes used {other:.2f} cores")
-        keys = ("conn_per_s", "p99_handshake_ms", "p50_handshake_ms", "p99_hello_ms")
+        keys: tuple[str, ...] = ("conn_per_s", "p99_handshake_ms", "p50_handshake_ms",
+                                 "p99_hello_ms")
         keys += ("client_cpu_util", "server_cpu_util", "other_cpu_util")
         if self.record(side, "S4", result, keys, pin):
             self.add(side, "S5.idle_rss_mib", idle_mib)
@@ -267,7 +268,7 @@ class Bench:
     ) -> None:
         """S1 for each N, S2 at the fixed rate, S3."""
         s, only = self.s, set(self.s.only)
-        figures = ("deliveries_per_s", "cpu_s_per_100k", "client_cpu_util")
+        figures: tuple[str, ...] = ("deliveries_per_s", "cpu_s_per_100k", "client_cpu_util")
         figures += ("server_cpu_util", "other_cpu_util")
         if "S1" in only:
             for n in s.s1_clients:
