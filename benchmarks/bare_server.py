@@ -52,6 +52,7 @@ async def chat(connection: ServerConnection) -> None:
 async def main(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
+
     def stopping() -> None:
         if not stop.done():
             stop.set_result(None)

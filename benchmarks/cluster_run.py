@@ -375,8 +375,9 @@ class Cluster:
             cmd = f"{self.lolo_cmd} --port {{port}} --state {{state}}"
         return self.start(name, cmd + " --log-level warning", env)
 
-    def generate(self, args: list[str], budget: float,
-                 servers: list[RunningServer]) -> dict[str, Any]:
+    def generate(
+        self, args: list[str], budget: float, servers: list[RunningServer]
+    ) -> dict[str, Any]:
         argv = [sys.executable, str(Path(__file__).resolve()), "load", *args]
         argv += ["--max-seconds", str(math.ceil(budget))]
         if self.client_cpu is not None:
@@ -875,9 +876,11 @@ def pick_cores(no_pin: bool) -> tuple[int | None, int | None]:
 
 def git_commit() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
+
         def run(*args: str) -> str:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                                  text=True, timeout=5).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
 
         return run("rev-parse", "--short", "HEAD") + (
             " (dirty)" if run("status", "--porcelain", "--untracked-files=no") else ""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import random
@@ -38,7 +39,7 @@ import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -125,20 +126,22 @@ async def read_back(path: Path) -> tuple[dict[str, Any], int]:
     return values, counter
 
 
-def run_round(path: Path, number: int, delay: float, sync: str,
-              ledger: dict[str, Any]) -> Round:
+def run_round(path: Path, number: int, delay: float, sync: str, ledger: dict[str, Any]) -> Round:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     chunks: list[bytes] = []
     with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), str(number), sync],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     ) as proc:
-        assert proc.stdout is not None
-        stdout = proc.stdout
+        # A pipe opened unbuffered=False is a BufferedReader, which has read1().
+        stdout = cast(io.BufferedReader, proc.stdout)
         # Read all along: a full pipe would stall the child and every kill would then land
         # while it waits to print, not while it writes to the database.
-        reader = threading.Thread(target=lambda: chunks.extend(iter(
-            lambda: stdout.read1(65536), b"")))  # type: ignore[attr-defined]
+        reader = threading.Thread(
+            target=lambda: chunks.extend(iter(lambda: stdout.read1(65536), b""))
+        )
         reader.start()
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -171,26 +174,51 @@ def run_round(path: Path, number: int, delay: float, sync: str,
     verdict = integrity(path) if path.exists() else "ok"  # killed before creating it
     values, counter = asyncio.run(read_back(path))
     missing = [key for key in ledger["present"] if key not in values]
-    wrong = [key for key, i in ledger["present"].items()
-             if key in values and (values[key] or {}).get("i") != i]
+    wrong = [
+        key
+        for key, i in ledger["present"].items()
+        if key in values and (values[key] or {}).get("i") != i
+    ]
     resurrected = [key for key in ledger["deleted"] if key in values]
     # An increment whose ack line was lost may still have committed: the counter may be
     # above the largest acked value, but never above the number of increments attempted.
     counter_ok = ledger["max_incr"] <= counter <= ledger["incr_attempts"]
     verify_s = time.monotonic() - started
     ok = not missing and not wrong and not resurrected and counter_ok and verdict == "ok"
-    return Round(number, round(delay, 3), ready, sets, deletes, incrs, counter, len(missing),
-                 len(wrong), len(resurrected), counter_ok, verdict, round(verify_s, 3), ok)
+    return Round(
+        number,
+        round(delay, 3),
+        ready,
+        sets,
+        deletes,
+        incrs,
+        counter,
+        len(missing),
+        len(wrong),
+        len(resurrected),
+        counter_ok,
+        verdict,
+        round(verify_s, 3),
+        ok,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--min-delay", type=float, default=0.05,
-                        help="earliest kill, seconds after the child starts")
+    parser.add_argument(
+        "--min-delay",
+        type=float,
+        default=0.05,
+        help="earliest kill, seconds after the child starts",
+    )
     parser.add_argument("--max-delay", type=float, default=1.5, help="latest kill")
-    parser.add_argument("--sync", choices=("normal", "full"), default="normal",
-                        help="SQLite synchronous mode of the child (lolo-run's --state-sync)")
+    parser.add_argument(
+        "--sync",
+        choices=("normal", "full"),
+        default="normal",
+        help="SQLite synchronous mode of the child (lolo-run's --state-sync)",
+    )
     parser.add_argument("--seed", type=int, help="for the kill moments (default: random)")
     parser.add_argument("--state", type=Path, help="state file (default: a fresh temp file)")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
@@ -198,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     result = Result(sync=args.sync.upper(), seed=seed)
-    ledger: dict[str, Any] = {"present": {}, "deleted": set(), "max_incr": 0,
-                              "incr_attempts": 0}
+    ledger: dict[str, Any] = {"present": {}, "deleted": set(), "max_incr": 0, "incr_attempts": 0}
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.state or Path(tmp) / "state.sqlite3"
@@ -207,20 +234,26 @@ def main(argv: list[str] | None = None) -> int:
             delay = rng.uniform(args.min_delay, args.max_delay)
             outcome = run_round(path, number, delay, args.sync, ledger)
             result.rounds.append(outcome)
-            print(f"round {number + 1:2}: killed after {outcome.kill_after_s:.3f}s"
-                  f"{'' if outcome.child_was_ready else ' (while opening)'}; acked "
-                  f"{outcome.acked_sets} sets, {outcome.acked_deletes} deletes, "
-                  f"{outcome.acked_incrs} incrs; missing {outcome.missing}, wrong "
-                  f"{outcome.wrong_values}, resurrected {outcome.resurrected}, counter "
-                  f"{outcome.counter} {'ok' if outcome.counter_ok else 'WRONG'}, integrity "
-                  f"{outcome.integrity}: {'OK' if outcome.ok else 'FAIL'}", flush=True)
-    result.total_acked_writes = sum(r.acked_sets + r.acked_deletes + r.acked_incrs
-                                    for r in result.rounds)
+            print(
+                f"round {number + 1:2}: killed after {outcome.kill_after_s:.3f}s"
+                f"{'' if outcome.child_was_ready else ' (while opening)'}; acked "
+                f"{outcome.acked_sets} sets, {outcome.acked_deletes} deletes, "
+                f"{outcome.acked_incrs} incrs; missing {outcome.missing}, wrong "
+                f"{outcome.wrong_values}, resurrected {outcome.resurrected}, counter "
+                f"{outcome.counter} {'ok' if outcome.counter_ok else 'WRONG'}, integrity "
+                f"{outcome.integrity}: {'OK' if outcome.ok else 'FAIL'}",
+                flush=True,
+            )
+    result.total_acked_writes = sum(
+        r.acked_sets + r.acked_deletes + r.acked_incrs for r in result.rounds
+    )
     result.ok = bool(result.rounds) and all(r.ok for r in result.rounds)
-    print(f"crash loop: {len(result.rounds)} rounds (seed {seed}, synchronous={result.sync}), "
-          f"{result.total_acked_writes} acknowledged writes, "
-          f"{sum(not r.ok for r in result.rounds)} failed rounds: "
-          f"{'OK' if result.ok else 'FAIL'}")
+    print(
+        f"crash loop: {len(result.rounds)} rounds (seed {seed}, synchronous={result.sync}), "
+        f"{result.total_acked_writes} acknowledged writes, "
+        f"{sum(not r.ok for r in result.rounds)} failed rounds: "
+        f"{'OK' if result.ok else 'FAIL'}"
+    )
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
     return 0 if result.ok else 1

@@ -67,16 +67,22 @@ def parse_wrk(text: str) -> tuple[int, float, float, float, int]:
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", text)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{text}")
-    latency = {m[0]: float(m[1]) * _UNITS[m[2]] * 1000
-               for m in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", text, re.M)}
+    latency = {
+        m[0]: float(m[1]) * _UNITS[m[2]] * 1000
+        for m in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", text, re.M)
+    }
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
     errors += int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
-    return (int(done[1]), float(done[2]) * _UNITS[done[3]], latency.get("50", 0.0),
-            latency.get("99", 0.0), errors)
+    return (
+        int(done[1]),
+        float(done[2]) * _UNITS[done[3]],
+        latency.get("50", 0.0),
+        latency.get("99", 0.0),
+        errors,
+    )
 
 
-def run_wrk(port: int, scenario: str, seconds: float, connections: int,
-            pin: bool) -> str:
+def run_wrk(port: int, scenario: str, seconds: float, connections: int, pin: bool) -> str:
     path, script = SCENARIOS[scenario]
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if script is not None:
@@ -87,16 +93,26 @@ def run_wrk(port: int, scenario: str, seconds: float, connections: int,
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
 
-def measure(server_name: str, pid: int, port: int, scenario: str, repeat: int,
-            options: argparse.Namespace) -> Measure:
+def measure(
+    server_name: str, pid: int, port: int, scenario: str, repeat: int, options: argparse.Namespace
+) -> Measure:
     run_wrk(port, scenario, 1, options.connections, not options.no_pin)  # warm-up
     before = tree_cpu_seconds(pid)
-    output = run_wrk(port, scenario, options.duration, options.connections,
-                     not options.no_pin)
+    output = run_wrk(port, scenario, options.duration, options.connections, not options.no_pin)
     cpu = tree_cpu_seconds(pid) - before
     requests, seconds, p50, p99, errors = parse_wrk(output)
-    return Measure(server_name, scenario, repeat, requests, seconds, requests / seconds,
-                   cpu / max(requests, 1) * 1e6, p50, p99, errors)
+    return Measure(
+        server_name,
+        scenario,
+        repeat,
+        requests,
+        seconds,
+        requests / seconds,
+        cpu / max(requests, 1) * 1e6,
+        p50,
+        p99,
+        errors,
+    )
 
 
 def summarise(results: list[Measure]) -> dict[str, dict[str, float]]:
@@ -107,8 +123,10 @@ def summarise(results: list[Measure]) -> dict[str, dict[str, float]]:
             if m.scenario == scenario:
                 pairs.setdefault(m.repeat, {})[m.server] = m
         ratios_rps = [p["lolo-run"].rps / p["reference"].rps for p in pairs.values()]
-        ratios_cpu = [p["lolo-run"].cpu_us_per_request / p["reference"].cpu_us_per_request
-                      for p in pairs.values()]
+        ratios_cpu = [
+            p["lolo-run"].cpu_us_per_request / p["reference"].cpu_us_per_request
+            for p in pairs.values()
+        ]
         row: dict[str, float] = {
             "rps_ratio": statistics.median(ratios_rps),
             "cpu_per_request_ratio": statistics.median(ratios_cpu),
@@ -130,7 +148,8 @@ def report(summary: dict[str, dict[str, float]], options: argparse.Namespace) ->
         "",
         f"{options.repeats} interleaved repeats of {options.duration:g} s, wrk -t1 "
         f"-c{options.connections}, servers on core 0, wrk on core 1"
-        + (" (not pinned)" if options.no_pin else "") + ". Ratios: medians of per-repeat "
+        + (" (not pinned)" if options.no_pin else "")
+        + ". Ratios: medians of per-repeat "
         "lolo-run / reference.",
         "",
         "| scenario | requests/s ratio | CPU/request ratio | lolo-run req/s | reference req/s "
@@ -145,13 +164,15 @@ def report(summary: dict[str, dict[str, float]], options: argparse.Namespace) ->
             f"| {row['lolo-run_cpu_us']:.0f} | {row['reference_cpu_us']:.0f} "
             f"| {row['lolo-run_p50_ms']:.2f} / {row['lolo-run_p99_ms']:.2f} "
             f"| {row['reference_p50_ms']:.2f} / {row['reference_p99_ms']:.2f} "
-            f"| {row['lolo-run_errors']:.0f} / {row['reference_errors']:.0f} |")
+            f"| {row['lolo-run_errors']:.0f} / {row['reference_errors']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="1 repeat of 1 s (smoke run)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per window")
@@ -162,8 +183,7 @@ def main() -> int:
     if options.quick:
         options.repeats, options.duration = 1, 1.0
     if shutil.which("wrk") is None:
-        print("http_run: wrk is missing (Debian package wrk: apt-get install wrk)",
-              file=sys.stderr)
+        print("http_run: wrk is missing (Debian package wrk: apt-get install wrk)", file=sys.stderr)
         return 2
     if shutil.which("taskset") is None:
         options.no_pin = True
@@ -173,15 +193,17 @@ def main() -> int:
     }
     results: list[Measure] = []
     with ServerPool(None if options.no_pin else 0) as pool:
-        servers = {name: pool.start(name, command, probe=probe_http)
-                   for name, command in commands.items()}
+        servers = {
+            name: pool.start(name, command, probe=probe_http) for name, command in commands.items()
+        }
         for repeat in range(options.repeats):
             order = list(servers) if repeat % 2 == 0 else list(reversed(servers))
             for scenario in SCENARIOS:
                 for name in order:
                     server = servers[name]
-                    results.append(measure(name, server.pid, server.port, scenario, repeat,
-                                           options))
+                    results.append(
+                        measure(name, server.pid, server.port, scenario, repeat, options)
+                    )
                     server.check_alive()
     summary = summarise(results)
     text = report(summary, options)
@@ -189,9 +211,12 @@ def main() -> int:
     options.out.mkdir(parents=True, exist_ok=True)
     stem = "http-quick" if options.quick else "http"
     (options.out / f"{stem}.md").write_text(text)
-    (options.out / f"{stem}.json").write_text(json.dumps(
-        {"machine": machine_info(), "summary": summary,
-         "runs": [asdict(m) for m in results]}, indent=2))
+    (options.out / f"{stem}.json").write_text(
+        json.dumps(
+            {"machine": machine_info(), "summary": summary, "runs": [asdict(m) for m in results]},
+            indent=2,
+        )
+    )
     return 0
 
 

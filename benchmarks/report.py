@@ -80,8 +80,13 @@ def headline_metrics(s1_clients: list[int]) -> list[Metric]:
             _num(0),
             Target("ratio", ">=", 0.7),
         ),
-        Metric("S3.cpu_s_per_100k", "S3", "server CPU s / 100k deliv.", _num(3),
-               Target("ratio", "<=", 0.85)),  # issue 9: history on, bare keeps none
+        Metric(
+            "S3.cpu_s_per_100k",
+            "S3",
+            "server CPU s / 100k deliv.",
+            _num(3),
+            Target("ratio", "<=", 0.85),
+        ),  # issue 9: history on, bare keeps none
         Metric("S4.conn_per_s", "S4", "connections/s", _num(0)),
         Metric("S4.p99_handshake_ms", "S4", "p99 handshake (ms)", _num(1)),
         Metric("S5.idle_rss_mib", "S5", "idle RSS (MiB)", _num(1)),

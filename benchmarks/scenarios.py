@@ -254,8 +254,12 @@ class Bench:
                 break
         else:
             self.warnings.append(f"{side} S4: other processes used {other:.2f} cores")
-        keys: tuple[str, ...] = ("conn_per_s", "p99_handshake_ms", "p50_handshake_ms",
-                                 "p99_hello_ms")
+        keys: tuple[str, ...] = (
+            "conn_per_s",
+            "p99_handshake_ms",
+            "p50_handshake_ms",
+            "p99_hello_ms",
+        )
         keys += ("client_cpu_util", "server_cpu_util", "other_cpu_util")
         if self.record(side, "S4", result, keys, pin):
             self.add(side, "S5.idle_rss_mib", idle_mib)

@@ -139,9 +139,22 @@ def start_server(flow: Path, state: Path, rate_limit: str) -> tuple[subprocess.P
     command = [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
     env = {**os.environ, "CHAT_MAX_MESSAGES_PER_SECOND": rate_limit}
     proc = subprocess.Popen(
-        [*command, str(flow), "--host", "127.0.0.1", "--port", "0", "--state", str(state),
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        [
+            *command,
+            str(flow),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state",
+            str(state),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -158,8 +171,7 @@ def start_server(flow: Path, state: Path, rate_limit: str) -> tuple[subprocess.P
 
 
 async def open_client(url: str, index: int, clients: int) -> Client:
-    ws = await connect(url, compression=None, max_queue=None, open_timeout=30,
-                       ping_interval=None)
+    ws = await connect(url, compression=None, max_queue=None, open_timeout=30, ping_interval=None)
     hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
     return Client(index, ws, hello["yourConnectionId"], clients)
 
@@ -190,10 +202,12 @@ async def soak(port: int, pid: int, args: argparse.Namespace) -> Result:
             asyncio.get_running_loop().time() + args.duration / 2,
             lambda: result.rss_kib.__setitem__("halfway", rss_kib(pid)),
         )
-        await asyncio.gather(*(
-            c.send_for(args.rate, until, offset=(c.index / args.clients) / args.rate, pad=pad)
-            for c in clients
-        ))
+        await asyncio.gather(
+            *(
+                c.send_for(args.rate, until, offset=(c.index / args.clients) / args.rate, pad=pad)
+                for c in clients
+            )
+        )
         halfway.cancel()
         sent = [c.sent for c in clients]
         result.sent = sum(sent)
@@ -239,13 +253,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of sending")
-    parser.add_argument("--rate", type=float, default=1.0,
-                        help="messages a second per client (default: %(default)s)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        help="messages a second per client (default: %(default)s)",
+    )
     parser.add_argument("--pad", type=int, default=32, help="bytes of padding per message")
-    parser.add_argument("--drain", type=float, default=30.0,
-                        help="seconds allowed after sending for deliveries to finish")
-    parser.add_argument("--rss-slack-mib", type=float, default=16.0,
-                        help="how far RSS at the end may sit above RSS halfway (MiB)")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=30.0,
+        help="seconds allowed after sending for deliveries to finish",
+    )
+    parser.add_argument(
+        "--rss-slack-mib",
+        type=float,
+        default=16.0,
+        help="how far RSS at the end may sit above RSS halfway (MiB)",
+    )
     parser.add_argument("--flow", type=Path, default=CHAT)
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     args = parser.parse_args(argv)
@@ -266,15 +292,21 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
                 _, err = proc.communicate()
     log = err.decode(errors="replace")
-    result.server_errors = sum(1 for line in log.splitlines()
-                               if " ERROR " in line or "Traceback" in line)
+    result.server_errors = sum(
+        1 for line in log.splitlines() if " ERROR " in line or "Traceback" in line
+    )
     slack = args.rss_slack_mib * 1024
     result.rss_flat = result.rss_kib["end"] <= result.rss_kib["halfway"] + slack
     result.ok = (
-        result.sent > 0 and result.lost == 0 and result.duplicated == 0
-        and result.out_of_order == 0 and result.unexpected == 0
-        and result.early_disconnects == 0 and result.server_alive
-        and result.server_errors == 0 and result.rss_flat
+        result.sent > 0
+        and result.lost == 0
+        and result.duplicated == 0
+        and result.out_of_order == 0
+        and result.unexpected == 0
+        and result.early_disconnects == 0
+        and result.server_alive
+        and result.server_errors == 0
+        and result.rss_flat
     )
     report: dict[str, Any] = asdict(result)
     if args.json:

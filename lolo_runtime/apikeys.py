@@ -148,7 +148,7 @@ async def list_keys(backend: StateBackend) -> list[KeyRecord]:
 
 async def live_key_ids(backend: StateBackend) -> set[str]:
     """The ids of every key not revoked: one read of the store, however many keys."""
-    return {name[len(_RECORD_PREFIX):] for name in await _store(backend).keys(_RECORD_PREFIX)}
+    return {name[len(_RECORD_PREFIX) :] for name in await _store(backend).keys(_RECORD_PREFIX)}
 
 
 async def revoke_key(backend: StateBackend, keyid_or_prefix: str) -> bool:

@@ -73,36 +73,79 @@ shutdown short."""
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("flow", metavar="FLOW", type=Path, help="the flow file (YAML)")
-    parser.add_argument("--port", type=_port_number, metavar="N",
-                        help="port to listen on, 0 for any free one (default: see below)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                        help="lowest level logged (default: %(default)s)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines as text, or as one JSON object each (default: text)")
-    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long shutdown waits for handlers (default: %(default)s)")
-    parser.add_argument("--ssl-certfile", type=Path, metavar="FILE",
-                        help="serve HTTPS and WSS with this certificate chain (PEM)")
-    parser.add_argument("--ssl-keyfile", type=Path, metavar="FILE",
-                        help="the certificate's private key, unencrypted (PEM; omit it when "
-                        "--ssl-certfile holds the key too)")
-    parser.add_argument("--proxy-headers", action="store_true",
-                        help="behind a reverse proxy: take the client's address (ev['peer']) "
-                        "and scheme (ev['scheme'] of HTTP triggers) from X-Forwarded-For and "
-                        "X-Forwarded-Proto, when the connection comes from a trusted proxy")
-    parser.add_argument("--forwarded-allow-ips", metavar="LIST",
-                        help="with --proxy-headers: the trusted proxies, as comma-separated "
-                        "addresses or networks, or '*' for any (default: "
-                        "$FORWARDED_ALLOW_IPS, else 127.0.0.1)")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop: auto takes uvloop when it is installed, else "
-                        "asyncio; uvloop fails when it is not (default: %(default)s)")
-    parser.add_argument("--workers", type=_worker_count, default=1, metavar="N",
-                        help="serve the port from N processes (SO_REUSEPORT) under one "
-                        "supervisor that restarts a crashed one; N > 1 needs --redis "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--port",
+        type=_port_number,
+        metavar="N",
+        help="port to listen on, 0 for any free one (default: see below)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; 0.0.0.0 for all)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="lowest level logged (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text, or as one JSON object each (default: text)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long shutdown waits for handlers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ssl-certfile",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS and WSS with this certificate chain (PEM)",
+    )
+    parser.add_argument(
+        "--ssl-keyfile",
+        type=Path,
+        metavar="FILE",
+        help="the certificate's private key, unencrypted (PEM; omit it when "
+        "--ssl-certfile holds the key too)",
+    )
+    parser.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="behind a reverse proxy: take the client's address (ev['peer']) "
+        "and scheme (ev['scheme'] of HTTP triggers) from X-Forwarded-For and "
+        "X-Forwarded-Proto, when the connection comes from a trusted proxy",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        metavar="LIST",
+        help="with --proxy-headers: the trusted proxies, as comma-separated "
+        "addresses or networks, or '*' for any (default: "
+        "$FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: auto takes uvloop when it is installed, else "
+        "asyncio; uvloop fails when it is not (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="serve the port from N processes (SO_REUSEPORT) under one "
+        "supervisor that restarts a crashed one; N > 1 needs --redis "
+        "(default: %(default)s)",
+    )
     _add_state_option(parser, sync=True)
 
 
@@ -128,14 +171,23 @@ _port_number.__name__ = "port number"  # argparse says "invalid port number valu
 
 
 def _add_state_option(parser: argparse.ArgumentParser, sync: bool = False) -> None:
-    parser.add_argument("--state", type=Path, metavar="PATH",
-                        help="state store file (default: $LOLO_STATE, else .lolo/state.sqlite3)")
-    parser.add_argument("--redis", metavar="URL",
-                        help="keep the state on this Redis server instead of a file, e.g. "
-                        "redis://:password@host:6379/0 (default: $LOLO_REDIS_URL, if set)")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help="state store file (default: $LOLO_STATE, else .lolo/state.sqlite3)",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep the state on this Redis server instead of a file, e.g. "
+        "redis://:password@host:6379/0 (default: $LOLO_REDIS_URL, if set)",
+    )
     if sync:
         parser.add_argument(
-            "--state-sync", choices=("normal", "full"), default="normal",
+            "--state-sync",
+            choices=("normal", "full"),
+            default="normal",
             help="normal: an acknowledged write survives a crash or kill -9 of lolo-run; "
             "full: also a power loss, at the cost of a disk flush per commit "
             "(default: %(default)s)",
@@ -144,7 +196,10 @@ def _add_state_option(parser: argparse.ArgumentParser, sync: bool = False) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lolo-run", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+        prog="lolo-run",
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lolo-run {__version__}")
@@ -154,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
     raw = argparse.RawDescriptionHelpFormatter
-    run = argparse.ArgumentParser(prog="lolo-run run", description="Serve a flow file.",
-                                  epilog=EPILOG, formatter_class=raw)
+    run = argparse.ArgumentParser(
+        prog="lolo-run run", description="Serve a flow file.", epilog=EPILOG, formatter_class=raw
+    )
     _add_run_options(run)
     check = argparse.ArgumentParser(
         prog="lolo-run check",
@@ -168,8 +224,9 @@ def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
         description="Print the JSON Schema of flow files (with the params of every "
         "installed node type), for editors that complete and check YAML.",
     )
-    schema.add_argument("--output", "-o", type=Path, metavar="FILE",
-                        help="write to FILE instead of stdout")
+    schema.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
     keys = argparse.ArgumentParser(
         prog="lolo-run keys",
         description="Manage API keys for lolo/api-auth. Keys live (hashed) in the state "
@@ -256,8 +313,9 @@ def schema_command(output: Path | None) -> int:
     try:
         output.write_text(text, encoding="utf-8")
     except ValueError:  # a NUL in the path
-        print(f"lolo-run schema: cannot write {output!r}: the path holds a NUL byte",
-              file=sys.stderr)
+        print(
+            f"lolo-run schema: cannot write {output!r}: the path holds a NUL byte", file=sys.stderr
+        )
         return EXIT_BAD_FLOW
     except OSError as exc:
         print(f"lolo-run schema: cannot write {output}: {exc.strerror}", file=sys.stderr)
@@ -274,8 +332,9 @@ def choose_port(cli_port: int | None, environ: Mapping[str, str], flow: Flow) ->
         try:
             return _port_number(env_port)
         except ValueError:
-            raise UsageError(f"$PORT must be a port number from 0 to 65535, "
-                             f"not {env_port!r}") from None
+            raise UsageError(
+                f"$PORT must be a port number from 0 to 65535, not {env_port!r}"
+            ) from None
     return flow.spec.port or DEFAULT_PORT
 
 
@@ -298,8 +357,10 @@ def redis_url(options: argparse.Namespace, environ: Mapping[str, str]) -> str | 
         from lolo_runtime.state.redisstore import redact_url
 
         shown = redact_url(url) if url else "an empty string"
-        raise UsageError(f"the Redis URL must start with redis://, rediss:// or unix:// "
-                         f"(e.g. redis://localhost:6379/0), not {shown}")
+        raise UsageError(
+            f"the Redis URL must start with redis://, rediss:// or unix:// "
+            f"(e.g. redis://localhost:6379/0), not {shown}"
+        )
     return url
 
 
@@ -323,6 +384,7 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         ssl_context,
         trusted_proxies,
     )
+
     configure_logging(options.log_level, options.log_format)
     try:
         flow = load_flow(options.flow)
@@ -332,14 +394,15 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     try:
         context = ssl_context(options.ssl_certfile, options.ssl_keyfile)
         loop_factory = choose_loop(options.loop)
-        proxies = trusted_proxies(options.proxy_headers, options.forwarded_allow_ips,
-                                  os.environ)
+        proxies = trusted_proxies(options.proxy_headers, options.forwarded_allow_ips, os.environ)
         port = choose_port(options.port, os.environ, flow)
         backend = _state_backend(options, options.state_sync)
         if options.workers > 1 and redis_url(options, os.environ) is None:
-            raise UsageError(f"--workers {options.workers} needs --redis URL (or "
-                             "$LOLO_REDIS_URL): worker processes share their state and "
-                             "reach each other's clients through Redis")
+            raise UsageError(
+                f"--workers {options.workers} needs --redis URL (or "
+                "$LOLO_REDIS_URL): worker processes share their state and "
+                "reach each other's clients through Redis"
+            )
     except UsageError as exc:
         print(f"lolo-run: {exc}", file=sys.stderr)
         return EXIT_BAD_FLOW
@@ -347,14 +410,26 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         from lolo_runtime.supervisor import run_workers
 
         return run_workers(argv, options.workers, options.host, port)
-    serve = ServeOptions(options.host, port, context, proxies, options.shutdown_timeout,
-                         reuse_port=os.environ.get(WORKER_ENV) is not None)
+    serve = ServeOptions(
+        options.host,
+        port,
+        context,
+        proxies,
+        options.shutdown_timeout,
+        reuse_port=os.environ.get(WORKER_ENV) is not None,
+    )
     runtime = Runtime(flow, serve, backend, redis_url(options, os.environ))
     scheme = "https" if context is not None else "http"
 
     def listening(bound: int) -> None:
-        log.info("app %r listening on %s://%s:%d (%s event loop)", flow.app, scheme,
-                 options.host, bound, loop_name(asyncio.get_running_loop()))
+        log.info(
+            "app %r listening on %s://%s:%d (%s event loop)",
+            flow.app,
+            scheme,
+            options.host,
+            bound,
+            loop_name(asyncio.get_running_loop()),
+        )
         print(f"Listening to port {bound}", flush=True)
 
     try:

@@ -130,8 +130,9 @@ class Context(SetupContext):
         """Take this chain's client out of ``channel``."""
         await self._engine.channels.leave(self._invocation.session_id, channel)
 
-    def publish(self, channel: str, body: Any,
-                exclude: str | Collection[str] | None = None) -> None:
+    def publish(
+        self, channel: str, body: Any, exclude: str | Collection[str] | None = None
+    ) -> None:
         """Send ``body`` (str: text, bytes: binary, else JSON) to every member of
         ``channel``, in every process of the app, but the session id(s) in ``exclude``."""
         self._engine.channels.publish(channel, body, exclude)

@@ -57,8 +57,9 @@ class Deadlines:
         except asyncio.CancelledError:
             # Ours, and no other cancellation pending: the call timed out.
             if entry.cancelled and task.uncancel() <= cancelling:
-                raise HandlerTimeout(f"handler did not finish within {seconds:g}s (its "
-                                     "node's timeout); cancelled") from None
+                raise HandlerTimeout(
+                    f"handler did not finish within {seconds:g}s (its node's timeout); cancelled"
+                ) from None
             raise
         finally:
             del self._calls[number]

@@ -87,9 +87,7 @@ class Engine:
             target, in_port, is_async = targets[0]
             await self._deliver(target, in_port, is_async, ev, invocation)
         else:
-            await asyncio.gather(
-                *(self._deliver(t, p, a, ev, invocation) for t, p, a in targets)
-            )
+            await asyncio.gather(*(self._deliver(t, p, a, ev, invocation) for t, p, a in targets))
 
     async def _deliver(
         self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
@@ -163,4 +161,3 @@ class Engine:
         if late:
             await asyncio.wait(late)
         return not late
-

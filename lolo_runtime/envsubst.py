@@ -23,9 +23,7 @@ class BadReference(Exception):
         self.where = where
 
 
-def substitute(
-    value: Any, environ: Mapping[str, str], where: tuple[str | int, ...] = ()
-) -> Any:
+def substitute(value: Any, environ: Mapping[str, str], where: tuple[str | int, ...] = ()) -> Any:
     """Replace ``${VAR}`` (and ``${VAR:-default}``) in every string inside ``value``.
 
     ``$$`` gives a literal ``$``. As in the shell, ``${VAR:-default}`` gives the default

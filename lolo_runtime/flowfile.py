@@ -46,9 +46,13 @@ def _check_edge(text: str) -> str:
     return text
 
 
-EdgeText = Annotated[str, AfterValidator(_check_edge), WithJsonSchema(
-    {"type": "string", "pattern": EDGE_PATTERN, "examples": ["ws.message -> chat.in"]}
-)]
+EdgeText = Annotated[
+    str,
+    AfterValidator(_check_edge),
+    WithJsonSchema(
+        {"type": "string", "pattern": EDGE_PATTERN, "examples": ["ws.message -> chat.in"]}
+    ),
+]
 
 
 class NodeSpec(BaseModel):
@@ -76,7 +80,9 @@ class NodeSpec(BaseModel):
         None, description="Function nodes: path of the Python module, relative to this file."
     )
     timeout: float | None = Field(
-        None, gt=0, description="Function nodes: seconds one handler call may take before it "
+        None,
+        gt=0,
+        description="Function nodes: seconds one handler call may take before it "
         "is cancelled (and logged at ERROR); overrides the flow's handler_timeout. "
         "null: no limit.",
     )
@@ -109,7 +115,9 @@ class FlowSpec(BaseModel):
         default_factory=dict, description="App variables, seen by handlers as ctx.env."
     )
     handler_timeout: float | None = Field(
-        DEFAULT_HANDLER_TIMEOUT, gt=0, description="Seconds one call of a function node's "
+        DEFAULT_HANDLER_TIMEOUT,
+        gt=0,
+        description="Seconds one call of a function node's "
         "handler may take before it is cancelled and logged at ERROR (a node's own "
         "'timeout:' wins). null: no limit.",
     )

@@ -29,8 +29,11 @@ class HealthRoute:
 
     async def serve_http(self, request: HttpRequest) -> HttpResponse:
         problems = [problem for check in self.checks if (problem := check()) is not None]
-        body: dict[str, object] = {"status": "unavailable" if problems else "ok", "app": self.app,
-                "pid": os.getpid()}
+        body: dict[str, object] = {
+            "status": "unavailable" if problems else "ok",
+            "app": self.app,
+            "pid": os.getpid(),
+        }
         if problems:
             body["problems"] = problems
         return HttpResponse(

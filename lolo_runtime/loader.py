@@ -133,11 +133,17 @@ def _substituted(
     try:
         return substitute(value, environ, where)
     except UnsetVariable as exc:
-        report.add(exc.where, f"{prefix}{_where_text(exc.where)}: environment variable "
-                   f"{exc.name} is not set (set it, or write ${{{exc.name}:-default}})")
+        report.add(
+            exc.where,
+            f"{prefix}{_where_text(exc.where)}: environment variable "
+            f"{exc.name} is not set (set it, or write ${{{exc.name}:-default}})",
+        )
     except BadReference as exc:
-        report.add(exc.where, f"{prefix}{_where_text(exc.where)}: {exc.text!r} is not a "
-                   "valid reference; write ${NAME}, ${NAME:-default}, or $$ for a literal $")
+        report.add(
+            exc.where,
+            f"{prefix}{_where_text(exc.where)}: {exc.text!r} is not a "
+            "valid reference; write ${NAME}, ${NAME:-default}, or $$ for a literal $",
+        )
     return None
 
 
@@ -160,8 +166,11 @@ def _build_nodes(
         loc: LocPath = ("nodes", index)
         label = f"node {node_spec.id!r}"
         if node_spec.id in first_seen:
-            report.add((*loc, "id"), f"duplicate node id {node_spec.id!r} "
-                       f"(first defined on line {first_seen[node_spec.id]})")
+            report.add(
+                (*loc, "id"),
+                f"duplicate node id {node_spec.id!r} "
+                f"(first defined on line {first_seen[node_spec.id]})",
+            )
             continue
         first_seen[node_spec.id] = report.line_of((*loc, "id"))
         try:
@@ -169,8 +178,9 @@ def _build_nodes(
         except RegistryError as exc:
             report.add((*loc, "type"), f"{label}: {exc}")
             continue
-        node = _instantiate(node_class, node_spec, loc, flow_dir, environ, report,
-                            spec.handler_timeout)
+        node = _instantiate(
+            node_class, node_spec, loc, flow_dir, environ, report, spec.handler_timeout
+        )
         if node is not None:
             nodes[node_spec.id] = node
     return nodes
@@ -191,18 +201,23 @@ def _instantiate(
         if getattr(node_spec, field) is not None and not node_class.ports_configurable:
             fixed = getattr(node_class, field)
             kind = "in" if field == "inputs" else "out"
-            report.add((*loc, field), f"{label}: type {node_spec.type!r} has "
-                       + (f"fixed {kind}-ports ({', '.join(fixed)})" if fixed
-                          else f"no {kind}-ports")
-                       + f"; remove '{field}:'")
+            report.add(
+                (*loc, field),
+                f"{label}: type {node_spec.type!r} has "
+                + (f"fixed {kind}-ports ({', '.join(fixed)})" if fixed else f"no {kind}-ports")
+                + f"; remove '{field}:'",
+            )
     if node_spec.handler is not None and not node_class.accepts_handler:
         report.add((*loc, "handler"), f"{label}: type {node_spec.type!r} takes no handler")
     timeout = default_timeout
     if "timeout" in node_spec.model_fields_set:
         timeout = node_spec.timeout
         if not node_class.accepts_handler:
-            report.add((*loc, "timeout"), f"{label}: type {node_spec.type!r} takes no "
-                       "timeout (only nodes that run a handler do)")
+            report.add(
+                (*loc, "timeout"),
+                f"{label}: type {node_spec.type!r} takes no "
+                "timeout (only nodes that run a handler do)",
+            )
     raw_params = _substituted(node_spec.params, environ, (*loc, "params"), report, label)
     if len(report.errors) > errors_before:
         return None
@@ -228,9 +243,7 @@ def _instantiate(
         name=node_spec.name or node_spec.id,
         params=params,
         inputs=Ports(node_spec.inputs if node_spec.inputs is not None else node_class.inputs),
-        outputs=Ports(
-            node_spec.outputs if node_spec.outputs is not None else node_class.outputs
-        ),
+        outputs=Ports(node_spec.outputs if node_spec.outputs is not None else node_class.outputs),
         handler=node_spec.handler,
         flow_dir=flow_dir,
         timeout=timeout,
@@ -241,8 +254,9 @@ def _instantiate(
         at: LocPath = tuple(exc.field.split(".")) if exc.field else ()
         report.add((*loc, *at), f"{label}: {exc.message}")
     except Exception as exc:
-        report.add(loc, f"{label}: type {node_spec.type!r} failed to build: "
-                   f"{type(exc).__name__}: {exc}")
+        report.add(
+            loc, f"{label}: type {node_spec.type!r} failed to build: {type(exc).__name__}: {exc}"
+        )
     return None
 
 
@@ -263,10 +277,15 @@ def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
         shape = "/".join(":" if part.startswith(":") else part for part in path.split("/"))
         if shape in claimed:
             other_id, other_path = claimed[shape]
-            same = "is already served" if other_path == path else \
-                f"matches the same requests as {other_path!r}, served"
-            report.add(("nodes", index, "params", "path"),
-                       f"node {node_spec.id!r}: path {path!r} {same} by node {other_id!r}")
+            same = (
+                "is already served"
+                if other_path == path
+                else f"matches the same requests as {other_path!r}, served"
+            )
+            report.add(
+                ("nodes", index, "params", "path"),
+                f"node {node_spec.id!r}: path {path!r} {same} by node {other_id!r}",
+            )
         else:
             claimed[shape] = (node_spec.id, path)
 
@@ -282,8 +301,11 @@ def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
             (edge.target, edge.target_port, "in"),
         ):
             if node_id not in declared:
-                report.add(loc, f"edge {str(edge)!r}: unknown node {node_id!r} "
-                           f"(nodes: {', '.join(sorted(declared))})")
+                report.add(
+                    loc,
+                    f"edge {str(edge)!r}: unknown node {node_id!r} "
+                    f"(nodes: {', '.join(sorted(declared))})",
+                )
                 ok = False
                 continue
             node = nodes.get(node_id)
@@ -292,8 +314,11 @@ def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
                 continue
             ports = node.out_ports if direction == "out" else node.in_ports
             if port not in ports:
-                report.add(loc, f"edge {str(edge)!r}: node {node_id!r} has no {direction}-port "
-                           f"{port!r} ({direction}-ports: {', '.join(ports) or '(none)'})")
+                report.add(
+                    loc,
+                    f"edge {str(edge)!r}: node {node_id!r} has no {direction}-port "
+                    f"{port!r} ({direction}-ports: {', '.join(ports) or '(none)'})",
+                )
                 ok = False
         if ok:
             edges.append(edge)

@@ -98,6 +98,7 @@ class Trigger(Node):
     """A node that starts chains from outside: WebSocket, HTTP, timer..."""
 
     inputs: ClassVar[tuple[str, ...]] = ()
+
     @property
     def http_path(self) -> str | None:
         """The URL path this trigger serves on the app's shared port (None: it needs no

@@ -64,8 +64,13 @@ class Runtime:
     It is also the :class:`~lolo_runtime.node.TriggerHost` that triggers register with.
     """
 
-    def __init__(self, flow: Flow, options: ServeOptions | None = None,
-                 state: StateBackend | None = None, redis_url: str | None = None):
+    def __init__(
+        self,
+        flow: Flow,
+        options: ServeOptions | None = None,
+        state: StateBackend | None = None,
+        redis_url: str | None = None,
+    ):
         self.flow = flow
         self.options = options or ServeOptions()
         self.backend = state
@@ -78,8 +83,7 @@ class Runtime:
 
             self.bus = RedisBus(redis_url, flow.app, self.hub)
         self.hub.link = self.bus
-        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state,
-                             self.hub)
+        self.engine = Engine(flow.app, flow.nodes, flow.table, flow.env, app_state, state, self.hub)
         self.watchdog = LoopWatchdog(handler_codes(flow.nodes.values()))
         self.engine.watchdog = self.watchdog
         self.shutdown_timeout = self.options.shutdown_timeout
@@ -130,8 +134,9 @@ class Runtime:
         if listens:
             # The head must arrive before its path (and so its trigger) is known: the
             # most patient WebSocket trigger's open_timeout applies to every request.
-            waits = [t.params.open_timeout for t in self._triggers
-                     if hasattr(t.params, "open_timeout")]
+            waits = [
+                t.params.open_timeout for t in self._triggers if hasattr(t.params, "open_timeout")
+            ]
             limits = HttpLimits(head_timeout=max(waits, default=HttpLimits().head_timeout))
             self.edge = Edge(limits, self.options.trusted_proxies, self._descriptor_limit())
         for trigger in self._triggers:
@@ -143,9 +148,13 @@ class Runtime:
                 ) from exc
         if self.edge is not None:
             self.edge.add_http(HEALTH_PATH, HealthRoute(self.flow.app, self._health_checks()))
-            self.listener = Listener(self.edge, self.options.host, self.options.port,
-                                     self.options.ssl_context,
-                                     reuse_port=self.options.reuse_port)
+            self.listener = Listener(
+                self.edge,
+                self.options.host,
+                self.options.port,
+                self.options.ssl_context,
+                reuse_port=self.options.reuse_port,
+            )
             await self.listener.start()
 
     def _health_checks(self) -> list[Check]:
@@ -164,7 +173,10 @@ class Runtime:
                 "max_connections adds up to %d but this process may open only %d files "
                 "(%d kept in reserve): clients past that get 503; raise the hard limit "
                 "('ulimit -Hn', LimitNOFILE=) or lower max_connections",
-                wanted, limit, RESERVED_DESCRIPTORS)
+                wanted,
+                limit,
+                RESERVED_DESCRIPTORS,
+            )
         return limit
 
     async def stop(self) -> None:
@@ -195,8 +207,9 @@ class Runtime:
             if first.is_set():
                 second.set()
                 return
-            log.info("%s: shutting down (send it again to stop at once)",
-                     signal.Signals(signum).name)
+            log.info(
+                "%s: shutting down (send it again to stop at once)", signal.Signals(signum).name
+            )
             first.set()
 
         for signum in SHUTDOWN_SIGNALS:

@@ -53,23 +53,28 @@ def ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
     try:
         context.load_cert_chain(certfile, keyfile, password=_no_password)
     except _EncryptedKey:
-        raise UsageError(f"{key_source}: the private key is encrypted; give lolo-run an "
-                         "unencrypted key (openssl pkey -in KEY -out PLAIN.pem)") from None
+        raise UsageError(
+            f"{key_source}: the private key is encrypted; give lolo-run an "
+            "unencrypted key (openssl pkey -in KEY -out PLAIN.pem)"
+        ) from None
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            raise UsageError(f"{key_source}: the private key does not match the certificate "
-                             f"in {certfile}") from None
+            raise UsageError(
+                f"{key_source}: the private key does not match the certificate in {certfile}"
+            ) from None
         if keyfile is None:
-            raise UsageError(f"--ssl-certfile {certfile}: no private key in it; give the key "
-                             "with --ssl-keyfile") from None
+            raise UsageError(
+                f"--ssl-certfile {certfile}: no private key in it; give the key with --ssl-keyfile"
+            ) from None
         raise UsageError(f"--ssl-keyfile {keyfile}: no PEM private key in it") from None
     except OSError as exc:
         raise UsageError(f"--ssl-certfile {certfile}: {exc.strerror or exc}") from None
     return context
 
 
-def trusted_proxies(enabled: bool, allow_ips: str | None,
-                    environ: Mapping[str, str]) -> TrustedProxies | None:
+def trusted_proxies(
+    enabled: bool, allow_ips: str | None, environ: Mapping[str, str]
+) -> TrustedProxies | None:
     """``--proxy-headers`` and ``--forwarded-allow-ips`` (else ``$FORWARDED_ALLOW_IPS``,
     else 127.0.0.1) to the proxies whose forwarding headers are believed, or None."""
     if not enabled:
@@ -88,8 +93,10 @@ def trusted_proxies(enabled: bool, allow_ips: str | None,
     try:
         return TrustedProxies(entries)
     except ValueError as exc:
-        raise UsageError(f"{source}: {exc} (give IP addresses or networks such as "
-                         "10.0.0.0/8, comma-separated, or '*')") from None
+        raise UsageError(
+            f"{source}: {exc} (give IP addresses or networks such as "
+            "10.0.0.0/8, comma-separated, or '*')"
+        ) from None
 
 
 def choose_loop(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -100,9 +107,10 @@ def choose_loop(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:
         if name == "uvloop":
-            raise UsageError("--loop uvloop: uvloop is not installed "
-                             "(pip install 'lolo-runtime[uvloop]', or use --loop asyncio)"
-                             ) from None
+            raise UsageError(
+                "--loop uvloop: uvloop is not installed "
+                "(pip install 'lolo-runtime[uvloop]', or use --loop asyncio)"
+            ) from None
         return asyncio.new_event_loop
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory

@@ -68,8 +68,9 @@ def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
     """Bind (never listen) ``host:port`` with SO_REUSEPORT on every address the workers'
     listeners will bind, as they resolve them; return the port (chosen here for port 0)."""
     try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except socket.gaierror as exc:
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sockets: list[socket.socket] = []
@@ -156,8 +157,11 @@ class Supervisor:
     def _signalled(self, signum: int) -> None:
         self.signals.append(signum)
         if len(self.signals) == 1:
-            log.info("%s: stopping %d workers (send it again to stop them at once)",
-                     signal.Signals(signum).name, len(self.workers))
+            log.info(
+                "%s: stopping %d workers (send it again to stop them at once)",
+                signal.Signals(signum).name,
+                len(self.workers),
+            )
         self._stop(signum)
 
     def _stop(self, signum: int) -> None:
@@ -185,8 +189,13 @@ class Supervisor:
             if time.monotonic() - worker.started >= STABLE_AFTER:
                 worker.backoff = FIRST_BACKOFF
             delay, worker.backoff = worker.backoff, min(worker.backoff * 2, MAX_BACKOFF)
-            log.warning("worker %d (pid %d) %s; restarting it in %.1fs",
-                        worker.number, worker.pid, _describe(status), delay)
+            log.warning(
+                "worker %d (pid %d) %s; restarting it in %.1fs",
+                worker.number,
+                worker.pid,
+                _describe(status),
+                delay,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
             if self.stopping.is_set():
@@ -199,8 +208,10 @@ class Supervisor:
         if status == EXIT_BAD_FLOW:
             self._give_up(status, f"{what} (the flow or the command line is wrong)")
         elif all(w.start_failures >= MAX_START_FAILURES for w in self.workers):
-            self._give_up(max(status, EXIT_FAILURE), f"every worker failed to start "
-                          f"{MAX_START_FAILURES} times in a row (last: {what})")
+            self._give_up(
+                max(status, EXIT_FAILURE),
+                f"every worker failed to start {MAX_START_FAILURES} times in a row (last: {what})",
+            )
 
     async def _run_once(self, worker: Worker) -> int:
         """Start the worker, relay its stdout until it exits; return its exit status."""
@@ -209,9 +220,12 @@ class Supervisor:
         worker.process = None
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.command, stdout=asyncio.subprocess.PIPE,
+                *self.command,
+                stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, WORKER_ENV: str(worker.number)},
-                process_group=0, preexec_fn=self.preexec)
+                process_group=0,
+                preexec_fn=self.preexec,
+            )
         except OSError as exc:  # out of processes or memory: a failed start, retried
             log.error("cannot start worker %d: %s", worker.number, exc)
             return EXIT_FAILURE
@@ -269,8 +283,7 @@ def _write(data: bytes) -> None:
         sys.stdout.buffer.flush()
 
 
-def run_workers(argv: Sequence[str], count: int, host: str = "127.0.0.1",
-                port: int = 0) -> int:
+def run_workers(argv: Sequence[str], count: int, host: str = "127.0.0.1", port: int = 0) -> int:
     """Serve ``host:port`` from ``count`` workers (``argv``: the command line after the
     program name); return the exit status, as a single ``lolo-run`` process would."""
     try:

@@ -36,8 +36,11 @@ class LoopWatchdog:
     past a heartbeat; readers compare two readings to know how much of an interval was the
     server's own stall."""
 
-    def __init__(self, handlers: Mapping[CodeType, Iterable[str]] | None = None,
-                 stall_after: float = STALL_AFTER) -> None:
+    def __init__(
+        self,
+        handlers: Mapping[CodeType, Iterable[str]] | None = None,
+        stall_after: float = STALL_AFTER,
+    ) -> None:
         self._handlers = {code: sorted(set(ids)) for code, ids in (handlers or {}).items()}
         self.stall_after = stall_after
         self.stalled = 0.0
@@ -75,9 +78,12 @@ class LoopWatchdog:
             self.stalled += late
         if late >= self.stall_after:
             culprit, self._culprit, self._reported = self._culprit, None, False
-            log.warning("the event loop was blocked for %.1fs%s: every client waited; "
-                        "run blocking work with 'await asyncio.to_thread(...)'",
-                        late, f" by {culprit}" if culprit else "")
+            log.warning(
+                "the event loop was blocked for %.1fs%s: every client waited; "
+                "run blocking work with 'await asyncio.to_thread(...)'",
+                late,
+                f" by {culprit}" if culprit else "",
+            )
         assert self._loop is not None
         self._timer = self._loop.call_later(BEAT, self._beat)
 

@@ -136,9 +136,7 @@ def line_of(text: str, index: int) -> int:
 def _reader_error(exc: yaml.reader.ReaderError, text: str, path: Path) -> FlowError:
     character = exc.character
     shown = repr(character) if isinstance(character, str) else f"byte {character!r}"
-    return FlowError(
-        f"character {shown} is not allowed in YAML", path, line_of(text, exc.position)
-    )
+    return FlowError(f"character {shown} is not allowed in YAML", path, line_of(text, exc.position))
 
 
 class _Builder:

@@ -42,8 +42,9 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
     elif action == "sign":
         name = names.get(ev["sessionId"], ev["sessionId"])
         ev["from"] = name
-        ev["body"] = f"{name} says: {ev['message']}" if isinstance(ev["message"], str) \
-            else ev["message"]
+        ev["body"] = (
+            f"{name} says: {ev['message']}" if isinstance(ev["message"], str) else ev["message"]
+        )
         ctx.route(ev)
     elif action == "remember":
         await remember(ev, ctx)
@@ -104,5 +105,6 @@ async def keep(ev: dict[str, Any], ctx: Any) -> None:
     if slots <= 0 or not isinstance(message, str) or len(message.encode()) > limit:
         return
     number = await ctx.state.incr(COUNTER_KEY)
-    await ctx.state.push(HISTORY_KEY, {"n": number, "from": ev["from"], "message": message},
-                         keep=slots)
+    await ctx.state.push(
+        HISTORY_KEY, {"n": number, "from": ev["from"], "message": message}, keep=slots
+    )

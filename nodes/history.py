@@ -39,7 +39,7 @@ def size(ctx: Any) -> int:
 async def load(ctx: Any) -> None:
     global _store, _log
     _store, _log = ctx.state, ctx.log
-    recent[:] = (await ctx.state.get(KEY, []))[-size(ctx):] if size(ctx) > 0 else []
+    recent[:] = (await ctx.state.get(KEY, []))[-size(ctx) :] if size(ctx) > 0 else []
 
 
 def remember(ctx: Any, sender: str, message: Any) -> None:

@@ -51,5 +51,4 @@ async def save(ev: dict[str, Any], ctx: Any) -> None:
     number = await ctx.state.incr("note-count")
     note = {"id": number, "text": text, "by": ev["session"]["email"]}
     await ctx.state.set(f"note:{number}", note)
-    ctx.emit("response", {"status": 201, "headers": {"location": f"/notes/{number}"},
-                          "body": note})
+    ctx.emit("response", {"status": 201, "headers": {"location": f"/notes/{number}"}, "body": note})

@@ -26,8 +26,14 @@ def make_node(
     outputs: Sequence[str] = ("out",),
 ) -> CallableNode:
     config = NodeConfig(
-        id=node_id, type="test/callable", name=node_id, params=NoParams(),
-        inputs=Ports(inputs), outputs=Ports(outputs), handler=None, flow_dir=Path("."),
+        id=node_id,
+        type="test/callable",
+        name=node_id,
+        params=NoParams(),
+        inputs=Ports(inputs),
+        outputs=Ports(outputs),
+        handler=None,
+        flow_dir=Path("."),
     )
     return CallableNode(config, func)
 

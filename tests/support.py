@@ -38,8 +38,13 @@ def unavailable(reason: str) -> NoReturn:
 
 def lolo_keys(state: Path, *args: str) -> str:
     """``lolo-run keys ARGS --state STATE``; what it printed on stdout (a new key)."""
-    done = subprocess.run([*lolo_run_command(), "keys", *args, "--state", str(state)],
-                          capture_output=True, text=True, timeout=30, check=True)
+    done = subprocess.run(
+        [*lolo_run_command(), "keys", *args, "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -54,8 +59,14 @@ def free_port() -> int:
 class LoloProcess:
     """``lolo-run FLOW --port 0 ...`` in a subprocess; stderr is kept for inspection."""
 
-    def __init__(self, flow: Path | str, *args: str, env: dict[str, str] | None = None,
-                 start_timeout: float = 15.0, state: Path | None = None):
+    def __init__(
+        self,
+        flow: Path | str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 15.0,
+        state: Path | None = None,
+    ):
         self.flow = Path(flow)
         self._state_dir = tempfile.TemporaryDirectory() if state is None else None
         self.state = state or Path(self._state_dir.name) / "state.sqlite3"  # type: ignore[union-attr]
@@ -134,6 +145,10 @@ class LoloProcess:
     def __enter__(self) -> LoloProcess:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -85,7 +85,11 @@ def clean_env() -> dict[str, str]:
 def check(*paths: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*lolo_run_command(), "check", *map(str, paths)],
-        capture_output=True, text=True, timeout=60, env=clean_env(), cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        cwd=cwd,
     )
 
 
@@ -106,7 +110,10 @@ def run_and_watch(path: Path, workdir: Path, limit: float = 30.0) -> RunOutcome:
     listened = False
     with subprocess.Popen(
         [*lolo_run_command(), str(path), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
         cwd=workdir,
     ) as proc:
         while proc.poll() is None and time.monotonic() - start < limit:
@@ -120,7 +127,10 @@ def run_and_watch(path: Path, workdir: Path, limit: float = 30.0) -> RunOutcome:
         stdout, stderr = proc.communicate()
     return RunOutcome(
         proc.returncode if time.monotonic() - start < limit else None,
-        stdout, stderr, time.monotonic() - start, listened,
+        stdout,
+        stderr,
+        time.monotonic() - start,
+        listened,
         sorted(p.name for p in workdir.iterdir()),
     )
 
@@ -156,9 +166,7 @@ def checked(cases: dict[str, Case]) -> dict[str, subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def ran(
-    cases: dict[str, Case], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, RunOutcome]:
+def ran(cases: dict[str, Case], tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunOutcome]:
     """``lolo-run FILE --port N`` on every case, each in an empty working directory."""
     with ThreadPoolExecutor(max_workers=6) as pool:
         futures = {
@@ -239,9 +247,14 @@ def test_check_passes_a_good_flow(path: Path) -> None:
 
 
 def test_check_reports_every_file_given(cases: dict[str, Case]) -> None:
-    picked = [cases[name] for name in (
-        "unknown_node_type.yaml", "edge_unknown_in_port.yaml", "handler_missing.yaml",
-    )]
+    picked = [
+        cases[name]
+        for name in (
+            "unknown_node_type.yaml",
+            "edge_unknown_in_port.yaml",
+            "handler_missing.yaml",
+        )
+    ]
     good = GOOD / "minimal.yaml"
     result = check(picked[0].path, good, picked[1].path, picked[2].path)
     assert result.returncode == 2

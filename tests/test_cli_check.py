@@ -24,7 +24,11 @@ def lolo_run(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOLO_TEST_")}
     result = subprocess.run(
         [*command, *map(str, args)],
-        capture_output=True, text=True, timeout=60, cwd=cwd, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
     )
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
@@ -38,9 +42,20 @@ def test_help_documents_commands_and_options() -> None:
     assert result.returncode == 0
     assert result.stderr == ""
     text = result.stdout
-    for word in ("run FLOW", "check FLOW", "schema", "--port", "--host", "--log-level",
-                 "--log-format", "--shutdown-timeout", "$PORT", "Listening to port",
-                 "exit status", "path:line: message"):
+    for word in (
+        "run FLOW",
+        "check FLOW",
+        "schema",
+        "--port",
+        "--host",
+        "--log-level",
+        "--log-format",
+        "--shutdown-timeout",
+        "$PORT",
+        "Listening to port",
+        "exit status",
+        "path:line: message",
+    ):
         assert word in text, f"--help does not mention {word!r}"
 
 

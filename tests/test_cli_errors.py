@@ -23,18 +23,62 @@ from lolo_runtime.loader import load_flow
 from lolo_runtime.runtime import StartupError
 from lolo_runtime.state import StateError
 
-WORDS = st.sampled_from([
-    "run", "check", "schema", "keys", "create", "list", "revoke", "--port", "--host",
-    "--state", "--email", "--account", "--output", "-o", "--log-level", "--log-format",
-    "--ssl-certfile", "--ssl-keyfile", "--proxy-headers", "--forwarded-allow-ips", "--loop",
-    "--shutdown-timeout", "--state-sync", "flow.yaml", "missing.yaml", "folder", "", "0",
-    "-1", "70000", "a@b", "not-an-email", "*", "uvloop", "debug", "json", "lolo_00000000",
-    "nul\x00byte", "/dev/null/x", "/",
-])
+WORDS = st.sampled_from(
+    [
+        "run",
+        "check",
+        "schema",
+        "keys",
+        "create",
+        "list",
+        "revoke",
+        "--port",
+        "--host",
+        "--state",
+        "--email",
+        "--account",
+        "--output",
+        "-o",
+        "--log-level",
+        "--log-format",
+        "--ssl-certfile",
+        "--ssl-keyfile",
+        "--proxy-headers",
+        "--forwarded-allow-ips",
+        "--loop",
+        "--shutdown-timeout",
+        "--state-sync",
+        "flow.yaml",
+        "missing.yaml",
+        "folder",
+        "",
+        "0",
+        "-1",
+        "70000",
+        "a@b",
+        "not-an-email",
+        "*",
+        "uvloop",
+        "debug",
+        "json",
+        "lolo_00000000",
+        "nul\x00byte",
+        "/dev/null/x",
+        "/",
+    ]
+)
 ARGS = st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=7)
-CONTENT = st.one_of(st.text(max_size=300), st.sampled_from([
-    "app: x\nnodes: [{id: a, type: lolo/nope}]\n", "app: [\n", "- 1\n- 2\n", "",
-]))
+CONTENT = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(
+        [
+            "app: x\nnodes: [{id: a, type: lolo/nope}]\n",
+            "app: [\n",
+            "- 1\n- 2\n",
+            "",
+        ]
+    ),
+)
 
 
 def runnable(path: Path) -> bool:
@@ -45,8 +89,12 @@ def runnable(path: Path) -> bool:
     return True
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(args=ARGS, content=CONTENT)
 @example(args=["keys", "list", "--state", "nul\x00byte"], content="")
 @example(args=["check", "nul\x00byte"], content="")
@@ -94,8 +142,9 @@ def test_every_deliberate_error_is_a_lolo_error() -> None:
 def test_a_bad_email_is_one_line_and_status_2(tmp_path: Path) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        status = main(["keys", "create", "--email", "not-an-email",
-                       "--state", str(tmp_path / "s.sqlite3")])
+        status = main(
+            ["keys", "create", "--email", "not-an-email", "--state", str(tmp_path / "s.sqlite3")]
+        )
     assert status == 2
     assert err.getvalue().count("\n") == 1
     assert "email must look like an address" in err.getvalue()

@@ -122,7 +122,8 @@ def test_a_route_made_after_the_handler_returned_starts_a_new_chain() -> None:
     async def run() -> None:
         trigger = make_node("t", keeper)
         engine = _engine(
-            [trigger, make_node("k", keeper), make_node("s", sink)], "t.out -> k.in",
+            [trigger, make_node("k", keeper), make_node("s", sink)],
+            "t.out -> k.in",
             "k.out -> s.in",
         )
         await engine.fire(trigger, "out", {}, RecordingInvocation())
@@ -148,7 +149,8 @@ def test_emit_kept_in_a_closure_works_from_a_later_event_of_another_node() -> No
     trigger = make_node("t", register, outputs=("req", "msg"))
     engine = _engine(
         [trigger, make_node("reg", register), make_node("cast", broadcast)],
-        "t.req -> reg.in", "t.msg -> cast.in",
+        "t.req -> reg.in",
+        "t.msg -> cast.in",
     )
     alice, bob = RecordingInvocation("alice"), RecordingInvocation("bob")
 

@@ -35,8 +35,10 @@ NAMES = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda s: "\n" not in
         ("ws.req -> chat.in", Edge("ws", "req", "chat", "in")),
         ("ws.req->chat.in", Edge("ws", "req", "chat", "in")),
         ("  a-1.out_2   ->   _b.x-y  ", Edge("a-1", "out_2", "_b", "x-y")),
-        ("process-request.msg -> handle-messages.in",
-         Edge("process-request", "msg", "handle-messages", "in")),
+        (
+            "process-request.msg -> handle-messages.in",
+            Edge("process-request", "msg", "handle-messages", "in"),
+        ),
     ],
 )
 def test_edge_parses(text: str, edge: Edge) -> None:
@@ -184,8 +186,15 @@ def test_schema_names_itself(schema: dict[str, Any]) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == SCHEMA_ID
     assert set(schema["required"]) == {"app", "nodes"}
-    assert set(schema["properties"]) == {"app", "description", "port", "env",
-                                         "handler_timeout", "nodes", "edges"}
+    assert set(schema["properties"]) == {
+        "app",
+        "description",
+        "port",
+        "env",
+        "handler_timeout",
+        "nodes",
+        "edges",
+    }
 
 
 def test_schema_offers_every_registered_type(schema: dict[str, Any]) -> None:
@@ -236,8 +245,10 @@ def test_schema_flags_broken_flows(validator: jsonschema.Draft202012Validator, n
 
 
 def test_schema_describes_the_websocket_params(schema: dict[str, Any]) -> None:
-    rules = {r["if"]["properties"]["type"]["const"]: r["then"]
-             for r in schema["$defs"]["NodeSpec"]["allOf"]}
+    rules = {
+        r["if"]["properties"]["type"]["const"]: r["then"]
+        for r in schema["$defs"]["NodeSpec"]["allOf"]
+    }
     params = rules["lolo/websocket-trigger"]["properties"]["params"]
     assert params["required"] == ["path"]
     assert params["additionalProperties"] is False

@@ -94,8 +94,13 @@ def test_function_params_are_a_plain_dict() -> None:
 
 
 def test_environment_is_substituted_into_env_and_params() -> None:
-    flow = full({"LOLO_TEST_GREETING": "hi ${NOT_AGAIN}", "LOLO_TEST_WS_PATH": "/chat",
-                 "LOLO_TEST_NAME": "zed"})
+    flow = full(
+        {
+            "LOLO_TEST_GREETING": "hi ${NOT_AGAIN}",
+            "LOLO_TEST_WS_PATH": "/chat",
+            "LOLO_TEST_NAME": "zed",
+        }
+    )
     assert flow.env["GREETING"] == "hi ${NOT_AGAIN}"
     assert flow.nodes["ws"].params.path == "/chat"
     assert flow.nodes["router"].params["greeting"] == "hi ${NOT_AGAIN}"
@@ -191,7 +196,11 @@ def test_the_chat_app_loads() -> None:
     flow = load_flow(CHAT, environ=NO_ENV)
     assert flow.app == "chat"
     assert list(flow.nodes) == [
-        "ws", "page", "process-request", "affirm-connection", "handle-messages"
+        "ws",
+        "page",
+        "process-request",
+        "affirm-connection",
+        "handle-messages",
     ]
     assert list(flow.nodes["process-request"].in_ports) == ["req", "msg", "close"]
     assert flow.table.targets("ws", "message") == (("process-request", "msg"),)
@@ -272,39 +281,83 @@ def check_load(workdir: Path, document: Any) -> Flow | None:
 
 
 SCALARS = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
-              max_size=10)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=10
+    )
 )
 ANY_DOC = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["app", "nodes", "edges", "env", "port", "id", "type", "params",
-                         "handler", "inputs", "outputs", "x"]) | st.text(max_size=5),
-        inner, max_size=5,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "app",
+                    "nodes",
+                    "edges",
+                    "env",
+                    "port",
+                    "id",
+                    "type",
+                    "params",
+                    "handler",
+                    "inputs",
+                    "outputs",
+                    "x",
+                ]
+            )
+            | st.text(max_size=5),
+            inner,
+            max_size=5,
+        )
     ),
     max_leaves=30,
 )
 
 IDS = st.sampled_from(["ws", "chat", "sink", "ws", "bad id", "9x", "", "n-1"])
 PORTS = st.sampled_from(["in", "out", "req", "message", "close", "msg", "nope", "my port"])
-TYPES = st.sampled_from([
-    "lolo/websocket-trigger", "lolo/function", "lolo/functon", "lolo/api-auth",
-    "no_such_package.nodes:Thing", "pathlib:Path", "lolo_runtime.node:Node", "", "x:",
-])
-HANDLERS = st.sampled_from([
-    "handlers/router.py", "handlers/shared.py", "handlers/missing.py", "broken/README.txt",
-    "broken/raises_on_import.py", "broken/syntax_error.py", "broken/no_handler.py",
-    "broken/one_argument.py", "broken/setup_no_argument.py", "broken/handler_is_a_string.py",
-    "handlers", "",
-])
+TYPES = st.sampled_from(
+    [
+        "lolo/websocket-trigger",
+        "lolo/function",
+        "lolo/functon",
+        "lolo/api-auth",
+        "no_such_package.nodes:Thing",
+        "pathlib:Path",
+        "lolo_runtime.node:Node",
+        "",
+        "x:",
+    ]
+)
+HANDLERS = st.sampled_from(
+    [
+        "handlers/router.py",
+        "handlers/shared.py",
+        "handlers/missing.py",
+        "broken/README.txt",
+        "broken/raises_on_import.py",
+        "broken/syntax_error.py",
+        "broken/no_handler.py",
+        "broken/one_argument.py",
+        "broken/setup_no_argument.py",
+        "broken/handler_is_a_string.py",
+        "handlers",
+        "",
+    ]
+)
 PARAM_VALUES = st.one_of(
-    SCALARS, st.sampled_from(["/socket", "${SET}", "${UNSET}", "${NUM}", "${bad ref}", "$$"]),
+    SCALARS,
+    st.sampled_from(["/socket", "${SET}", "${UNSET}", "${NUM}", "${bad ref}", "$$"]),
     st.lists(st.sampled_from(["https://a.example", "${SET}"]), max_size=2),
 )
 PARAMS = st.dictionaries(
     st.sampled_from(["path", "max_message_bytes", "compression", "origins", "other"]),
-    PARAM_VALUES, max_size=4,
+    PARAM_VALUES,
+    max_size=4,
 )
 
 
@@ -323,7 +376,8 @@ TOP_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "port": st.integers(min_value=-5, max_value=70000) | st.text(max_size=3),
     "env": st.dictionaries(
         st.sampled_from(["A", "B"]), st.sampled_from(["x", "${SET}", "${UNSET}", "$$", "${"])
-    ) | st.lists(st.text(max_size=3), max_size=2),
+    )
+    | st.lists(st.text(max_size=3), max_size=2),
     "edges": st.lists(st.sampled_from(["a => b", "x.y->z.w", "ws.req -> ghost.in"]), max_size=2),
     "nodes": st.lists(st.text(max_size=3), max_size=2),
     "eges": st.just([]),
@@ -345,22 +399,32 @@ def in_ports(node: dict[str, Any]) -> list[str]:
 @st.composite
 def flow_docs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid flow, then up to three random mistakes made in it."""
-    nodes: list[dict[str, Any]] = [{
-        "id": "ws", "type": "lolo/websocket-trigger",
-        "params": {"path": draw(st.sampled_from(["/socket", "${SET}", "/a/b"]))},
-    }]
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": "ws",
+            "type": "lolo/websocket-trigger",
+            "params": {"path": draw(st.sampled_from(["/socket", "${SET}", "/a/b"]))},
+        }
+    ]
     for i in range(draw(st.integers(min_value=1, max_value=3))):
         node: dict[str, Any] = {
-            "id": f"f{i}", "type": "lolo/function",
+            "id": f"f{i}",
+            "type": "lolo/function",
             "handler": draw(st.sampled_from(["handlers/router.py", "handlers/shared.py"])),
         }
         if draw(st.booleans()):
-            node["inputs"] = draw(st.lists(
-                st.sampled_from(["in", "req", "msg", "close"]), min_size=1, max_size=3,
-                unique=True))
+            node["inputs"] = draw(
+                st.lists(
+                    st.sampled_from(["in", "req", "msg", "close"]),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,
+                )
+            )
         if draw(st.booleans()):
-            node["outputs"] = draw(st.lists(
-                st.sampled_from(["out", "req", "msg"]), max_size=2, unique=True))
+            node["outputs"] = draw(
+                st.lists(st.sampled_from(["out", "req", "msg"]), max_size=2, unique=True)
+            )
         if draw(st.booleans()):
             node["params"] = draw(st.dictionaries(st.sampled_from(["a", "b"]), PARAM_VALUES))
         nodes.append(node)
@@ -383,16 +447,21 @@ def flow_docs(draw: st.DrawFn) -> dict[str, Any]:
         elif where == "drop":
             doc.pop(draw(st.sampled_from(["app", "nodes", "edges"])), None)
         else:
-            doc.setdefault("edges", []).append(draw(st.builds(
-                "{}.{} -> {}.{}".format, st.sampled_from(["ws", "f0", "ghost"]), PORTS,
-                st.sampled_from(["ws", "f0", "ghost"]), PORTS,
-            )))
+            doc.setdefault("edges", []).append(
+                draw(
+                    st.builds(
+                        "{}.{} -> {}.{}".format,
+                        st.sampled_from(["ws", "f0", "ghost"]),
+                        PORTS,
+                        st.sampled_from(["ws", "f0", "ghost"]),
+                        PORTS,
+                    )
+                )
+            )
     return doc
 
 
-SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -415,8 +484,13 @@ def test_the_generator_also_makes_flows_that_load(workdir: Path) -> None:
         "app": "chat",
         "nodes": [
             {"id": "ws", "type": "lolo/websocket-trigger", "params": {"path": "${SET}"}},
-            {"id": "chat", "type": "lolo/function", "handler": "handlers/router.py",
-             "inputs": ["req"], "outputs": ["msg"]},
+            {
+                "id": "chat",
+                "type": "lolo/function",
+                "handler": "handlers/router.py",
+                "inputs": ["req"],
+                "outputs": ["msg"],
+            },
         ],
         "edges": ["ws.req -> chat.req"],
     }

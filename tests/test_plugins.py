@@ -54,9 +54,22 @@ def install_example(base: Path) -> Path:
         EXAMPLE_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site),
-         "--disable-pip-version-check", "--no-input", "--quiet", str(source)],
-        capture_output=True, text=True, timeout=110,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--target",
+            str(site),
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
     done.touch()
@@ -95,14 +108,16 @@ def env_with(*sites: Path) -> dict[str, str]:
     return env
 
 
-def lolo_run(
-    *args: str | Path, env: dict[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
+def lolo_run(*args: str | Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``lolo-run`` to completion in ``cwd`` (where a run keeps its state store)."""
     assert LOLO_RUN.is_file(), f"{LOLO_RUN} is missing: pip install -e . first"
     return subprocess.run(
         [str(LOLO_RUN), *map(str, args)],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -151,7 +166,10 @@ def start_app(tmp_path: Path) -> Iterator[StartApp]:
         with stdout.open("wb") as out, stderr.open("wb") as err:
             proc = subprocess.Popen(
                 [str(LOLO_RUN), str(flow), "--port", "0"],
-                stdout=out, stderr=err, env=env, cwd=tmp_path,  # state store under tmp_path
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=tmp_path,  # state store under tmp_path
             )
         procs.append(proc)
         deadline = time.monotonic() + 30
@@ -195,9 +213,15 @@ def test_the_install_holds_the_package_and_its_entry_points(example_site: Path) 
     assert "example/tap = lolo_example_nodes.tap:Tap" in entry_points
     # Installed beside the environment, not into it.
     found = subprocess.run(
-        [sys.executable, "-c", "import importlib.util as u; "
-         "print(u.find_spec('lolo_example_nodes') is None)"],
-        env=env_with(), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('lolo_example_nodes') is None)",
+        ],
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert found.stdout.strip() == "True"
 
@@ -231,7 +255,8 @@ def test_check_without_the_plugin_reports_its_types_as_unknown(tmp_path: Path) -
 
 def test_a_plugin_params_model_is_enforced_at_load(example_site: Path, tmp_path: Path) -> None:
     flow = tmp_path / "bad-params.yaml"
-    flow.write_text(textwrap.dedent("""\
+    flow.write_text(
+        textwrap.dedent("""\
         app: bad-params
         nodes:
           - id: upper
@@ -247,7 +272,8 @@ def test_a_plugin_params_model_is_enforced_at_load(example_site: Path, tmp_path:
             inputs: [a, b]
         edges:
           - upper.out -> tap.in
-    """))
+    """)
+    )
     result = lolo_run("check", flow, env=env_with(example_site), cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -303,8 +329,12 @@ def test_echo_upper_app_end_to_end(example_site: Path, start_app: StartApp) -> N
     log = app.log()
     assert "Traceback" not in log
     assert "[echo-upper/tap] tap ready, logging each event at info" in log
-    assert re.search(r"\[echo-upper/tap session=[0-9a-f-]{36}\] event #1 on 'in': "
-                     r"message='hello'$", log, re.MULTILINE)
+    assert re.search(
+        r"\[echo-upper/tap session=[0-9a-f-]{36}\] event #1 on 'in': "
+        r"message='hello'$",
+        log,
+        re.MULTILINE,
+    )
     total = 1 + 1 + 1 + len(burst) + 1
     # ``close`` ran at shutdown, after every event was counted.
     closing = log.index(f"[echo-upper/tap] tap saw {total} events\n")
@@ -316,16 +346,21 @@ def test_echo_upper_app_end_to_end(example_site: Path, start_app: StartApp) -> N
 
 def write_dotted_flow(directory: Path, upper_type: str) -> Path:
     """A flow naming its upper-casing node by class path, upper-casing the field ``text``."""
-    (directory / "to_text.py").write_text(textwrap.dedent("""\
+    (directory / "to_text.py").write_text(
+        textwrap.dedent("""\
         async def handler(ev, ctx):
             ctx.route({"text": ev["message"], "message": ev["message"]})
-    """))
-    (directory / "reply_text.py").write_text(textwrap.dedent("""\
+    """)
+    )
+    (directory / "reply_text.py").write_text(
+        textwrap.dedent("""\
         async def handler(ev, ctx):
             ctx.emit("response", {"body": {"text": ev["text"], "message": ev["message"]}})
-    """))
+    """)
+    )
     flow = directory / "dotted.yaml"
-    flow.write_text(textwrap.dedent(f"""\
+    flow.write_text(
+        textwrap.dedent(f"""\
         app: dotted
         nodes:
           - id: ws
@@ -345,7 +380,8 @@ def write_dotted_flow(directory: Path, upper_type: str) -> Path:
           - ws.message -> to-text.in
           - to-text.out -> upper.in
           - upper.out -> reply.in
-    """))
+    """)
+    )
     return flow
 
 
@@ -422,15 +458,11 @@ def test_a_plugin_taking_a_builtin_name_is_a_clean_error(tmp_path: Path, command
     )
 
 
-def test_two_plugins_claiming_one_name_is_a_clean_error(
-    example_site: Path, tmp_path: Path
-) -> None:
+def test_two_plugins_claiming_one_name_is_a_clean_error(example_site: Path, tmp_path: Path) -> None:
     copycat = write_dist_info(
         tmp_path / "copycat-site", "lolo-copycat", {"example/uppercase": "lolo_copycat:Upper"}
     )
-    result = lolo_run(
-        "check", ECHO_FLOW, env=env_with(example_site, copycat), cwd=tmp_path
-    )
+    result = lolo_run("check", ECHO_FLOW, env=env_with(example_site, copycat), cwd=tmp_path)
     assert_clean_duplicate_error(
         result, "example/uppercase", "package 'lolo-example-nodes'", "package 'lolo-copycat'"
     )

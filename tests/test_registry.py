@@ -160,7 +160,10 @@ def test_an_unknown_type_with_nothing_close_lists_the_known_types() -> None:
 
 
 def test_module_class_form_resolves_a_node_subclass(tmp_path: Path, add_to_path: AddToPath) -> None:
-    write_module(tmp_path, "reg_local_nodes", """
+    write_module(
+        tmp_path,
+        "reg_local_nodes",
+        """
         from lolo_runtime.node import Node
 
         class Local(Node):
@@ -169,7 +172,8 @@ def test_module_class_form_resolves_a_node_subclass(tmp_path: Path, add_to_path:
         class Outer:
             class Inner(Node):
                 pass
-    """)
+    """,
+    )
     add_to_path(tmp_path)
     registry = Registry()
     local = registry.resolve("reg_local_nodes:Local")
@@ -191,8 +195,11 @@ def test_module_class_form_of_a_builtin_class() -> None:
         ("collections:OrderedDict", r"'collections:OrderedDict' is not a lolo_runtime\.node\.Node"),
         ("os.path:join", r"'os.path:join' is not a lolo_runtime\.node\.Node subclass"),
         ("lolo_runtime.node:NodeConfig", r"is not a lolo_runtime\.node\.Node subclass"),
-        ("no_such_module_xq:Thing", r"cannot import 'no_such_module_xq' for "
-                                    r"'no_such_module_xq:Thing'"),
+        (
+            "no_such_module_xq:Thing",
+            r"cannot import 'no_such_module_xq' for "
+            r"'no_such_module_xq:Thing'",
+        ),
         ("lolo_runtime.node:NoSuchClass", r"'lolo_runtime.node' has no attribute 'NoSuchClass'"),
         ("lolo_runtime:node.Nope", r"'lolo_runtime' has no attribute 'node.Nope'"),
         ("lolo_runtime.node:", r"not of the form 'package\.module:Class'"),
@@ -225,12 +232,16 @@ def test_a_module_that_raises_on_import_is_reported(tmp_path: Path, add_to_path:
 def test_a_lazy_entry_is_imported_only_when_resolved(
     tmp_path: Path, add_to_path: AddToPath
 ) -> None:
-    write_module(tmp_path, "reg_lazy_nodes", """
+    write_module(
+        tmp_path,
+        "reg_lazy_nodes",
+        """
         from lolo_runtime.node import Node
 
         class Lazy(Node):
             pass
-    """)
+    """,
+    )
     add_to_path(tmp_path)
     registry = Registry()
     registry.register_lazy("test/lazy", "reg_lazy_nodes:Lazy", "this test")
@@ -270,15 +281,18 @@ def test_the_installed_example_package_is_discovered(
     add_to_path(example_site)
     dist = importlib.metadata.distribution("lolo-example-nodes")
     assert {ep.name for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP)} == {
-        "example/uppercase", "example/tap",
+        "example/uppercase",
+        "example/tap",
     }
     registry = Registry.default()
     assert {"example/uppercase", "example/tap", "lolo/function"} <= set(registry.names())
     assert "lolo_example_nodes.uppercase" not in sys.modules  # discovered, not imported
     uppercase = registry.resolve("example/uppercase")
     assert issubclass(uppercase, Node)
-    assert (uppercase.__module__, uppercase.__name__) == ("lolo_example_nodes.uppercase",
-                                                         "Uppercase")
+    assert (uppercase.__module__, uppercase.__name__) == (
+        "lolo_example_nodes.uppercase",
+        "Uppercase",
+    )
     module_file = Path(sys.modules[uppercase.__module__].__file__ or "")
     assert module_file.is_relative_to(example_site)  # the installed copy, not the sources
     assert uppercase.type_name == "example/uppercase"
@@ -300,8 +314,11 @@ def test_two_distributions_claiming_one_name_are_an_error(
     example_site: Path, tmp_path: Path, add_to_path: AddToPath
 ) -> None:
     add_to_path(example_site)
-    add_to_path(write_dist_info(tmp_path / "site", "lolo-copycat",
-                                {"example/uppercase": "lolo_copycat:Upper"}))
+    add_to_path(
+        write_dist_info(
+            tmp_path / "site", "lolo-copycat", {"example/uppercase": "lolo_copycat:Upper"}
+        )
+    )
     with pytest.raises(RegistryError) as raised:
         Registry.default()
     message = str(raised.value)
@@ -313,8 +330,9 @@ def test_two_distributions_claiming_one_name_are_an_error(
 def test_a_plugin_claiming_a_builtin_name_is_an_error(
     tmp_path: Path, add_to_path: AddToPath
 ) -> None:
-    add_to_path(write_dist_info(tmp_path / "site", "lolo-imposter",
-                                {"lolo/function": "lolo_imposter:Fake"}))
+    add_to_path(
+        write_dist_info(tmp_path / "site", "lolo-imposter", {"lolo/function": "lolo_imposter:Fake"})
+    )
     with pytest.raises(RegistryError) as raised:
         Registry.default()
     message = str(raised.value)
@@ -326,8 +344,11 @@ def test_a_plugin_claiming_a_builtin_name_is_an_error(
 def test_a_plugin_that_does_not_import_fails_only_when_used(
     tmp_path: Path, add_to_path: AddToPath
 ) -> None:
-    add_to_path(write_dist_info(tmp_path / "site", "lolo-broken",
-                                {"broken/node": "lolo_broken_missing:Node"}))
+    add_to_path(
+        write_dist_info(
+            tmp_path / "site", "lolo-broken", {"broken/node": "lolo_broken_missing:Node"}
+        )
+    )
     registry = Registry.default()  # discovering it imports nothing, so nothing fails yet
     assert "broken/node" in registry.names()
     assert registry.resolve("lolo/function") is FunctionNode

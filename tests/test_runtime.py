@@ -13,7 +13,7 @@ from lolo_runtime.node import Node
 from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
 from lolo_runtime.state import SQLiteBackend
 
-HANDLER = '''
+HANDLER = """
 import asyncio
 
 calls = []
@@ -31,20 +31,22 @@ def handler(ev, ctx):
 
 async def close():
     calls.append(("close",))
-'''
+"""
 
 
 def flow(tmp_path: Path, params: str = "{}") -> Path:
     (tmp_path / "lifecycle.py").write_text(HANDLER)
     path = tmp_path / "flow.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         app: lifecycle
         nodes:
           - id: only
             type: lolo/function
             handler: lifecycle.py
             params: {params}
-        """))
+        """)
+    )
     return path
 
 

@@ -335,10 +335,49 @@ def test_any_text_gives_a_value_or_a_located_error(text: str) -> None:
 
 YAML_BITS = st.sampled_from(
     [
-        "a", "b", "app", "nodes", "1", "-1.5", "~", "yes", "'q'", '"d"', ": ", ":", "- ", "-",
-        "? ", "[", "]", "{", "}", ", ", "&x ", "*x", "&y ", "*y", "<<: ", "!!str ", "!!python/",
-        "!t ", "#", "|", ">", "---", "...", "%YAML 1.1", "\n", "\n  ", "\n    ", "\t", " ",
-        "\\", "é", "\u2028", "\x85",
+        "a",
+        "b",
+        "app",
+        "nodes",
+        "1",
+        "-1.5",
+        "~",
+        "yes",
+        "'q'",
+        '"d"',
+        ": ",
+        ":",
+        "- ",
+        "-",
+        "? ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        "&x ",
+        "*x",
+        "&y ",
+        "*y",
+        "<<: ",
+        "!!str ",
+        "!!python/",
+        "!t ",
+        "#",
+        "|",
+        ">",
+        "---",
+        "...",
+        "%YAML 1.1",
+        "\n",
+        "\n  ",
+        "\n    ",
+        "\t",
+        " ",
+        "\\",
+        "é",
+        "\u2028",
+        "\x85",
     ]
 )
 
@@ -352,13 +391,7 @@ def test_yaml_shaped_text_gives_a_value_or_a_located_error(text: str) -> None:
 SAFE_TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=12
 )
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | SAFE_TEXT
-)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | SAFE_TEXT
 KEYS = SAFE_TEXT | st.integers(min_value=-1000, max_value=1000)
 
 

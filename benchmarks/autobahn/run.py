@@ -42,9 +42,21 @@ def start_server(state: Path, flow: Path = ECHO) -> tuple[subprocess.Popen[bytes
     script = shutil.which("lolo-run")
     command = [script] if script else [sys.executable, "-m", "lolo_runtime.cli"]
     proc = subprocess.Popen(
-        [*command, str(flow), "--host", "127.0.0.1", "--port", "0", "--state", str(state),
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+        [
+            *command,
+            str(flow),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state",
+            str(state),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -65,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=[f"{n}.*" for n in range(1, 8)])
     # 7.1.5 (a close frame between the fragments of a message) is the websockets library's
     # own known failure: it answers 1002 where the suite wants 1000.
-    parser.add_argument("--allow", nargs="*", default=["7.1.5"],
-                        help="case ids whose failure is known and accepted "
-                        "(default: %(default)s)")
-    parser.add_argument("--compression", action="store_true",
-                        help="serve with permessage-deflate on (for cases 12.* and 13.*)")
+    parser.add_argument(
+        "--allow",
+        nargs="*",
+        default=["7.1.5"],
+        help="case ids whose failure is known and accepted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="serve with permessage-deflate on (for cases 12.* and 13.*)",
+    )
     parser.add_argument("--wstest", type=Path, default=WSTEST)
     parser.add_argument("--out", type=Path, help="report directory (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for wstest")
@@ -86,14 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             spec = {
                 "outdir": str(out),
                 "servers": [{"agent": "lolo-runtime", "url": f"ws://127.0.0.1:{port}/socket"}],
-                "cases": args.cases, "exclude-cases": [], "exclude-agent-cases": {},
+                "cases": args.cases,
+                "exclude-cases": [],
+                "exclude-agent-cases": {},
             }
             spec_path = Path(tmp) / "fuzzingclient.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
             started = time.monotonic()
-            subprocess.run([str(args.wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
-                           cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=args.timeout, check=True)
+            subprocess.run(
+                [str(args.wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
+                cwd=tmp,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=args.timeout,
+                check=True,
+            )
             seconds = time.monotonic() - started
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -109,11 +134,16 @@ def main(argv: list[str] | None = None) -> int:
 
     behaviours = Counter(r["behavior"] for r in results.values())
     closes = Counter(r["behaviorClose"] for r in results.values())
-    bad = {case: r for case, r in results.items()
-           if r["behavior"] not in PASSING or r["behaviorClose"] not in PASSING}
+    bad = {
+        case: r
+        for case, r in results.items()
+        if r["behavior"] not in PASSING or r["behaviorClose"] not in PASSING
+    }
     unexpected = sorted((c for c in bad if c not in args.allow), key=key)
-    print(f"autobahn fuzzingclient: {len(results)} cases ({' '.join(args.cases)}) in "
-          f"{seconds:.0f} s; behaviour {dict(behaviours)}; close {dict(closes)}")
+    print(
+        f"autobahn fuzzingclient: {len(results)} cases ({' '.join(args.cases)}) in "
+        f"{seconds:.0f} s; behaviour {dict(behaviours)}; close {dict(closes)}"
+    )
     for case in sorted(bad, key=key):
         r = bad[case]
         note = " (allowed)" if case in args.allow else ""

@@ -23,10 +23,12 @@ async def echo(request: Request) -> JSONResponse:
     return JSONResponse(await request.json())
 
 
-app = Starlette(routes=[
-    Route("/hello/{name}", hello, methods=["GET"]),
-    Route("/echo", echo, methods=["POST"]),
-])
+app = Starlette(
+    routes=[
+        Route("/hello/{name}", hello, methods=["GET"]),
+        Route("/echo", echo, methods=["POST"]),
+    ]
+)
 
 
 def main() -> None:
@@ -34,8 +36,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     options, _ = parser.parse_known_args()  # lolo-run's --state and --log-level are ignored
-    uvicorn.run(app, host=options.host, port=options.port, http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=options.host,
+        port=options.port,
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ class Hub:
         if member is None:
             raise ChannelError(
                 f"session {session_id} cannot join {channel!r}: only a client connected to "
-                "this process can (a WebSocket session, from one of its own chains)")
+                "this process can (a WebSocket session, from one of its own chains)"
+            )
         members = self._channels.get(channel)
         first = members is None
         if members is None:
@@ -178,8 +179,9 @@ class Hub:
 
     # ----------------------------------------------------------------- sending
 
-    def publish(self, channel: str, body: Any,
-                exclude: str | Collection[str] | None = None) -> None:
+    def publish(
+        self, channel: str, body: Any, exclude: str | Collection[str] | None = None
+    ) -> None:
         """Send ``body`` to every member of ``channel`` in every process, but ``exclude``."""
         check_channel(channel)
         message = Outgoing.of(body)

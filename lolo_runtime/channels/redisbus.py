@@ -55,8 +55,9 @@ BROKEN_EVERY = 10.0
 class RedisBus:
     """Joins the hub of this process to those of the app's other processes."""
 
-    def __init__(self, url: str, app: str, hub: Hub, *, timeout: float = 2.0,
-                 namespace: str = "lolo") -> None:
+    def __init__(
+        self, url: str, app: str, hub: Hub, *, timeout: float = 2.0, namespace: str = "lolo"
+    ) -> None:
         self.url = url
         self.hub = hub
         self.timeout = timeout
@@ -83,16 +84,18 @@ class RedisBus:
     async def start(self) -> None:
         """Connect and subscribe; raises :class:`StateError` if Redis cannot be reached."""
         self._client = aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout)
+            self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout
+        )
         try:
             await self._connect()
         except (RedisError, OSError) as exc:
             await self._client.aclose()
-            raise StateError(
-                f"cannot reach Redis at {redact_url(self.url)}: {exc}") from None
+            raise StateError(f"cannot reach Redis at {redact_url(self.url)}: {exc}") from None
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_forever()),
-                       loop.create_task(self._write_forever())]
+        self._tasks = [
+            loop.create_task(self._read_forever()),
+            loop.create_task(self._write_forever()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -108,8 +111,10 @@ class RedisBus:
         """Why other processes cannot be reached now (for /_lolo/health), or None."""
         if self._down_since is None:
             return None
-        return (f"Redis at {redact_url(self.url)} unreachable for "
-                f"{time.monotonic() - self._down_since:.1f}s: {self._reason}")
+        return (
+            f"Redis at {redact_url(self.url)} unreachable for "
+            f"{time.monotonic() - self._down_since:.1f}s: {self._reason}"
+        )
 
     # ----------------------------------------------------------------- the hub's Link
 
@@ -152,8 +157,9 @@ class RedisBus:
         if len(self._outbox) >= MAX_QUEUED:
             self._outbox.popleft()
             self._drop(1)
-        data = self.origin + b" " + json.dumps(head, separators=(",", ":")).encode() \
-            + b"\n" + payload
+        data = (
+            self.origin + b" " + json.dumps(head, separators=(",", ":")).encode() + b"\n" + payload
+        )
         self._outbox.append((name, data))
         self._wake.set()
 
@@ -203,9 +209,12 @@ class RedisBus:
         now = time.monotonic()
         if self._broken_said_at is not None and now - self._broken_said_at < BROKEN_EVERY:
             return
-        log.warning("%d message(s) for other processes were dropped: publishing to Redis "
-                    "at %s failed: %s", self._broken_unsaid, redact_url(self.url),
-                    str(exc) or type(exc).__name__)
+        log.warning(
+            "%d message(s) for other processes were dropped: publishing to Redis at %s failed: %s",
+            self._broken_unsaid,
+            redact_url(self.url),
+            str(exc) or type(exc).__name__,
+        )
         self._broken_said_at = now
         self._broken_unsaid = 0
 
@@ -294,8 +303,9 @@ class RedisBus:
                 return
             name = channel.decode()
             if name.startswith(self._prefix + "ch:"):
-                self.hub.deliver_local(name[len(self._prefix) + 3:], message,
-                                       frozenset(exclude or ()))
+                self.hub.deliver_local(
+                    name[len(self._prefix) + 3 :], message, frozenset(exclude or ())
+                )
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             log.warning("ignoring a malformed channel message on %r: %s", channel, exc)
 
@@ -309,16 +319,24 @@ class RedisBus:
         self._dropped_in_outage = 0
         self._drop(len(self._outbox))
         self._outbox.clear()
-        log.error("Redis at %s unreachable (%s): messages to other processes are dropped "
-                  "until it is back; clients of this process are still served (pid %d)",
-                  redact_url(self.url), self._reason, os.getpid())
+        log.error(
+            "Redis at %s unreachable (%s): messages to other processes are dropped "
+            "until it is back; clients of this process are still served (pid %d)",
+            redact_url(self.url),
+            self._reason,
+            os.getpid(),
+        )
 
     def _came_back(self) -> None:
         if self._down_since is None:
             return
         lasted = time.monotonic() - self._down_since
         self._down_since = None
-        log.warning("Redis at %s is back after %.1fs: resubscribed to %d channel(s); %d "
-                    "message(s) for other processes were dropped meanwhile",
-                    redact_url(self.url), lasted, len(self.hub.channels),
-                    self._dropped_in_outage)
+        log.warning(
+            "Redis at %s is back after %.1fs: resubscribed to %d channel(s); %d "
+            "message(s) for other processes were dropped meanwhile",
+            redact_url(self.url),
+            lasted,
+            len(self.hub.channels),
+            self._dropped_in_outage,
+        )

@@ -32,8 +32,9 @@ def has_body(request: HttpRequest) -> bool:
     return request.header("transfer-encoding") is not None
 
 
-def admit(routes: RouteTable[RouteEntry], raw_path: str, request: HttpRequest,
-          body: bool) -> Admission:
+def admit(
+    routes: RouteTable[RouteEntry], raw_path: str, request: HttpRequest, body: bool
+) -> Admission:
     """Route ``request`` (its ``params`` are set) or say how it is refused."""
     found = routes.find_encoded(raw_path)
     if found is None:
@@ -43,14 +44,18 @@ def admit(routes: RouteTable[RouteEntry], raw_path: str, request: HttpRequest,
     route = entry.http
     if route is None:  # a WebSocket path
         if method != "GET":
-            return Admission(entry, plain(405, "A WebSocket handshake is a GET.\n",
-                                          ("allow", "GET")))
+            return Admission(
+                entry, plain(405, "A WebSocket handshake is a GET.\n", ("allow", "GET"))
+            )
         if body:
             return Admission(entry, plain(400, "A WebSocket handshake has no body.\n"))
         return Admission(entry, None)
     methods = route.methods
-    if methods is not None and method not in methods and not (
-            method == "HEAD" and "GET" in methods):
+    if (
+        methods is not None
+        and method not in methods
+        and not (method == "HEAD" and "GET" in methods)
+    ):
         allow = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
         return Admission(entry, plain(405, None, ("allow", allow)))
     limit = route.max_body_bytes

@@ -63,8 +63,19 @@ class _Stop(Exception):
 class _Incoming:
     """The request being parsed."""
 
-    __slots__ = ("body", "body_size", "entry", "fed", "header_bytes", "headers", "max_body",
-                 "raw_headers", "refusal", "request", "url")
+    __slots__ = (
+        "body",
+        "body_size",
+        "entry",
+        "fed",
+        "header_bytes",
+        "headers",
+        "max_body",
+        "raw_headers",
+        "refusal",
+        "request",
+        "url",
+    )
 
     def __init__(self) -> None:
         self.url = b""
@@ -149,15 +160,18 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             self._stop_parsing = True
             self._upgrading = True
-            self._trailing += data[upgrade.args[0]:]
+            self._trailing += data[upgrade.args[0] :]
         except httptools.HttpParserCallbackError as error:
             if not isinstance(error.__context__, _Stop):
                 raise
         except httptools.HttpParserError:
             self._refuse_and_close(plain(400, "Malformed HTTP request.\n"))
         else:
-            if (unfinished is not None and unfinished is self._incoming
-                    and unfinished.request is None):
+            if (
+                unfinished is not None
+                and unfinished is self._incoming
+                and unfinished.request is None
+            ):
                 self._count_head_bytes(unfinished, len(data))
         self._run_next()
 
@@ -185,8 +199,10 @@ class HttpConnection(asyncio.Protocol):
         incoming = self._expect()
         incoming.header_bytes += len(name) + len(value) + 4
         incoming.raw_headers.append((name, value))
-        if (incoming.header_bytes > self.limits.max_header_bytes
-                or len(incoming.raw_headers) > self.limits.max_headers):
+        if (
+            incoming.header_bytes > self.limits.max_header_bytes
+            or len(incoming.raw_headers) > self.limits.max_headers
+        ):
             self._refuse_now(incoming, plain(431, "Request headers too large.\n"))
         incoming.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
@@ -203,8 +219,9 @@ class HttpConnection(asyncio.Protocol):
         path = unquote_to_bytes(url.path or b"/").decode("utf-8", "replace")
         query = (url.query or b"").decode("latin-1")
         peer, scheme = self.edge.client_address(self.peer, self.scheme, incoming.headers)
-        request = HttpRequest(method, path, query, incoming.headers, b"", peer, scheme,
-                              self.parser.get_http_version())
+        request = HttpRequest(
+            method, path, query, incoming.headers, b"", peer, scheme, self.parser.get_http_version()
+        )
         incoming.request = request
         body = has_body(request)
         admission = admit(self.edge.routes, (url.path or b"/").decode("latin-1"), request, body)
@@ -213,8 +230,11 @@ class HttpConnection(asyncio.Protocol):
         if incoming.refusal is not None and body:
             self._refuse_now(incoming, incoming.refusal)
         else:
-            if (incoming.refusal is None and body
-                    and (request.header("expect") or "").lower() == "100-continue"):
+            if (
+                incoming.refusal is None
+                and body
+                and (request.header("expect") or "").lower() == "100-continue"
+            ):
                 self._continue_wanted = True
                 self._maybe_continue()
             if body and not self._pending and self._serving is None:
@@ -240,8 +260,7 @@ class HttpConnection(asyncio.Protocol):
         raw_head = b""
         if incoming.entry is not None and incoming.entry.websocket is not None:
             raw_head = self._head_bytes(incoming)
-        self._pending.append(_Item(request, incoming.entry, incoming.refusal, keep_alive,
-                                   raw_head))
+        self._pending.append(_Item(request, incoming.entry, incoming.refusal, keep_alive, raw_head))
         if len(self._pending) >= self.limits.max_pipelined and not self._paused:
             self._paused = True
             self._transport().pause_reading()
@@ -269,8 +288,7 @@ class HttpConnection(asyncio.Protocol):
         """Everything asked is answered: close, or wait for the next head."""
         incoming = self._incoming
         if incoming is None:
-            if ((self._stop_parsing and not self._handed_over) or self.edge.stopping
-                    or self._eof):
+            if (self._stop_parsing and not self._handed_over) or self.edge.stopping or self._eof:
                 self._close()
             elif not self._timer.armed:
                 self._timer.arm(self.limits.keep_alive_timeout, self._close)
@@ -287,15 +305,20 @@ class HttpConnection(asyncio.Protocol):
             response = await item.entry.http.serve_http(item.request)
             check_headers(response.headers)
         except HeaderError as error:
-            log.error("%s %s: cannot send the response: %s",
-                      item.request.method, item.request.path, error)
+            log.error(
+                "%s %s: cannot send the response: %s", item.request.method, item.request.path, error
+            )
             response = plain(500)
         except Exception:
             log.exception("%s %s: the route failed", item.request.method, item.request.path)
             response = plain(500)
         if response.status < 200:
-            log.error("%s %s: cannot send the response: status %d is informational, not "
-                      "an answer", item.request.method, item.request.path, response.status)
+            log.error(
+                "%s %s: cannot send the response: status %d is informational, not an answer",
+                item.request.method,
+                item.request.path,
+                response.status,
+            )
             response = plain(500)
         self._serving = None
         if self._closed:
@@ -305,13 +328,19 @@ class HttpConnection(asyncio.Protocol):
             self._run_next()
 
     def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
-        keep_alive = keep_alive and not self.edge.stopping and not (
-            self._stop_parsing and not self._pending)
-        body = b"" if request.method == "HEAD" or not carries_body(response.status) \
-            else response.body
+        keep_alive = (
+            keep_alive and not self.edge.stopping and not (self._stop_parsing and not self._pending)
+        )
+        body = (
+            b"" if request.method == "HEAD" or not carries_body(response.status) else response.body
+        )
         # An HTTP/1.0 client closes unless told the connection stays open.
-        head = response_head(response, len(response.body), keep_alive,
-                             announce_keep_alive=request.http_version == "1.0")
+        head = response_head(
+            response,
+            len(response.body),
+            keep_alive,
+            announce_keep_alive=request.http_version == "1.0",
+        )
         transport = self._transport()
         transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
@@ -326,16 +355,21 @@ class HttpConnection(asyncio.Protocol):
         trailing = bytes(self._trailing)
         self._trailing = bytearray()
         self.edge.connection_closed(self)
-        upgrade(self.edge, self._transport(), item.entry.websocket, item.request,
-                item.raw_head, trailing)
+        upgrade(
+            self.edge,
+            self._transport(),
+            item.entry.websocket,
+            item.request,
+            item.raw_head,
+            trailing,
+        )
 
     # helpers
 
     def _head_bytes(self, incoming: _Incoming) -> bytes:
         """The request head again, for the websockets library's handshake checks."""
         version = self.parser.get_http_version()
-        lines = [self.parser.get_method() + b" " + incoming.url
-                 + f" HTTP/{version}\r\n".encode()]
+        lines = [self.parser.get_method() + b" " + incoming.url + f" HTTP/{version}\r\n".encode()]
         lines.extend(name + b": " + value + b"\r\n" for name, value in incoming.raw_headers)
         lines.append(b"\r\n")
         return b"".join(lines)

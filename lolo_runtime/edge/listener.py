@@ -71,8 +71,12 @@ class RouteEntry:
 class Edge:
     """What the connections of one listener share."""
 
-    def __init__(self, limits: HttpLimits | None = None,
-                 proxies: TrustedProxies | None = None, descriptor_limit: int | None = None):
+    def __init__(
+        self,
+        limits: HttpLimits | None = None,
+        proxies: TrustedProxies | None = None,
+        descriptor_limit: int | None = None,
+    ):
         self.http_limits = limits or HttpLimits()
         self.proxies = proxies
         self.routes: RouteTable[RouteEntry] = RouteTable()
@@ -83,7 +87,8 @@ class Edge:
         self._budget_warning = IntervalWarning(
             "refusing connections with 503: %(in_use)d connections use the descriptors "
             "this process may open (%(count)d refused since the last warning); raise "
-            "'ulimit -n' or lower max_connections")
+            "'ulimit -n' or lower max_connections"
+        )
         self._all_closed: asyncio.Event | None = None
 
     def add_http(self, path: str, route: HttpRoute) -> None:
@@ -92,8 +97,9 @@ class Edge:
     def add_websocket(self, path: str, route: WebSocketRoute) -> None:
         self.routes.add(path, RouteEntry(path, websocket=route))
 
-    def client_address(self, peer: tuple[str, int] | None, scheme: str,
-                       headers: list[tuple[str, str]]) -> tuple[str | None, str]:
+    def client_address(
+        self, peer: tuple[str, int] | None, scheme: str, headers: list[tuple[str, str]]
+    ) -> tuple[str | None, str]:
         if peer is None or self.proxies is None:
             return format_peer(peer), scheme
         return self.proxies.client(peer[0], peer[1], scheme, headers)
@@ -135,8 +141,15 @@ class Edge:
 class Listener:
     """Binds ``host:port`` and feeds accepted sockets to :class:`HttpConnection`."""
 
-    def __init__(self, edge: Edge, host: str, port: int,
-                 ssl_context: ssl.SSLContext | None = None, *, reuse_port: bool = False):
+    def __init__(
+        self,
+        edge: Edge,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        reuse_port: bool = False,
+    ):
         self.edge = edge
         self.host = host
         self.port = port
@@ -148,7 +161,8 @@ class Listener:
         self._spare = SpareDescriptor()
         self._starving_warning = IntervalWarning(
             f"out of file descriptors: refusing new connections with 503 (%(count)d refused in "
-            f"the last {WARN_INTERVAL:g}s); raise 'ulimit -n' or lower max_connections")
+            f"the last {WARN_INTERVAL:g}s); raise 'ulimit -n' or lower max_connections"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepting = 0  # sockets accepted whose connection object is not made yet
         self._lingering: dict[int, socket.socket] = {}  # refused, waiting to be closed
@@ -160,8 +174,9 @@ class Listener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
-                                           flags=socket.AI_PASSIVE)
+            infos = await loop.getaddrinfo(
+                self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
         except socket.gaierror as exc:
             raise ListenError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
         port = self.port
@@ -180,7 +195,8 @@ class Listener:
                 sock.close()
                 self._close_sockets()
                 raise ListenError(
-                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+                ) from exc
             port = sock.getsockname()[1]  # port 0: every address gets the same one
             self.sockets.append(sock)
         for sock in self.sockets:
@@ -223,11 +239,15 @@ class Listener:
 
         try:
             await loop.connect_accepted_socket(
-                connection, sock, ssl=self.ssl_context,
-                ssl_handshake_timeout=self.edge.http_limits.head_timeout if self.ssl_context
+                connection,
+                sock,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.edge.http_limits.head_timeout
+                if self.ssl_context
                 else None,
                 # A client that never answers our TLS close_notify is let go after this.
-                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if self.ssl_context else None)
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if self.ssl_context else None,
+            )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.debug("connection dropped before it was served: %s", exc)
             sock.close()

@@ -59,5 +59,6 @@ def _message(opcode: Opcode, data: bytes) -> str | bytes:
     try:
         return data.decode()
     except UnicodeDecodeError as error:
-        raise MessageError(1007, f"invalid UTF-8: {error.reason} at position "
-                                 f"{error.start}") from None
+        raise MessageError(
+            1007, f"invalid UTF-8: {error.reason} at position {error.start}"
+        ) from None

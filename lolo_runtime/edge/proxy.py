@@ -30,8 +30,9 @@ class TrustedProxies:
             return False
         return any(address in network for network in self.networks)
 
-    def client(self, host: str, port: int, scheme: str,
-               headers: list[tuple[str, str]]) -> tuple[str, str]:
+    def client(
+        self, host: str, port: int, scheme: str, headers: list[tuple[str, str]]
+    ) -> tuple[str, str]:
         """``(peer, scheme)`` as the client saw them, when ``host`` is a trusted proxy."""
         peer = _format(host, port)
         if not self.trusts(host):

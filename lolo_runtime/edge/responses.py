@@ -47,8 +47,9 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
     for name, value in headers:
         for part in (name, value):
             if not isinstance(part, str):
-                raise HeaderError(f"header {name!r}: names and values must be strings, "
-                                  f"not {type(part).__name__}")
+                raise HeaderError(
+                    f"header {name!r}: names and values must be strings, not {type(part).__name__}"
+                )
         if _TOKEN.fullmatch(name) is None:
             raise HeaderError(f"header name {name!r} is not a valid HTTP header name")
         if _FORBIDDEN_IN_HEADERS.intersection(value):
@@ -58,8 +59,10 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
         try:
             value.encode("latin-1")
         except UnicodeEncodeError:
-            raise HeaderError(f"header {name!r}: only latin-1 text can be sent in a header "
-                              "(percent-encode the rest)") from None
+            raise HeaderError(
+                f"header {name!r}: only latin-1 text can be sent in a header "
+                "(percent-encode the rest)"
+            ) from None
 
 
 def carries_body(status: int) -> bool:
@@ -67,14 +70,17 @@ def carries_body(status: int) -> bool:
     return status >= 200 and status not in (204, 304)
 
 
-def response_head(response: HttpResponse, body_length: int, keep_alive: bool,
-                  announce_keep_alive: bool = False) -> bytes:
+def response_head(
+    response: HttpResponse, body_length: int, keep_alive: bool, announce_keep_alive: bool = False
+) -> bytes:
     """Status line and headers; ``Content-Length``, ``Date``, ``Server`` and ``Connection``
     are the edge's to set, so a route's own values for them are dropped.
     ``announce_keep_alive``: say ``Connection: keep-alive`` (what HTTP/1.0 needs)."""
     status = response.status
-    lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n"
-             f"date: {_dates.now()}\r\nserver: {SERVER_NAME}\r\n"]
+    lines = [
+        f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n"
+        f"date: {_dates.now()}\r\nserver: {SERVER_NAME}\r\n"
+    ]
     for name, value in response.headers:
         lowered = name.lower()
         if lowered in ("content-length", "date", "server", "connection", "transfer-encoding"):

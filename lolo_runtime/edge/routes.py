@@ -48,8 +48,10 @@ class PathPattern:
             elif segment.startswith(":"):
                 match = _PARAM.match(segment)
                 if match is None:
-                    raise PatternError(f"path {text!r}: {segment!r} is not a valid parameter "
-                                       "name (letters, digits and _ after ':')")
+                    raise PatternError(
+                        f"path {text!r}: {segment!r} is not a valid parameter "
+                        "name (letters, digits and _ after ':')"
+                    )
                 if segment[1:] in names:
                     raise PatternError(f"path {text!r}: parameter {segment!r} appears twice")
                 names.add(segment[1:])
@@ -123,8 +125,7 @@ class RouteTable(Generic[R]):
             return self._find(raw_path.split("/")[1:], exact_tried=True)
         return self._find([unquote(part, errors="replace") for part in raw_path.split("/")[1:]])
 
-    def _find(self, parts: list[str],
-              exact_tried: bool = False) -> tuple[R, dict[str, str]] | None:
+    def _find(self, parts: list[str], exact_tried: bool = False) -> tuple[R, dict[str, str]] | None:
         if not exact_tried and not any("/" in part for part in parts):
             # (a decoded '/' never equals a literal)
             route = self._exact.get("/" + "/".join(parts))

@@ -24,11 +24,27 @@ CEILING_CAPS = 4
 class SendWatch:
     """Watches one connection's unsent bytes; calls ``on_stuck(reason)`` at most once."""
 
-    __slots__ = ("_fd", "_mark", "_mark_queued", "_on_stuck", "_progress_at", "_timer",
-                 "_transport", "largest_frame", "over_cap", "queued", "settings")
+    __slots__ = (
+        "_fd",
+        "_mark",
+        "_mark_queued",
+        "_on_stuck",
+        "_progress_at",
+        "_timer",
+        "_transport",
+        "largest_frame",
+        "over_cap",
+        "queued",
+        "settings",
+    )
 
-    def __init__(self, transport: asyncio.Transport, fd: int | None,
-                 settings: WebSocketSettings, on_stuck: Callable[[str], None]):
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        fd: int | None,
+        settings: WebSocketSettings,
+        on_stuck: Callable[[str], None],
+    ):
         self._transport = transport
         self._fd = fd
         self.settings = settings
@@ -80,7 +96,8 @@ class SendWatch:
         # Four looks a window: a client's kernel taking its fill just after the pause
         # counts as progress only until a quarter window later, not a whole one.
         self._timer = asyncio.get_running_loop().call_later(
-            self.settings.send_stall_timeout / 4, self._look)
+            self.settings.send_stall_timeout / 4, self._look
+        )
 
     def _look(self) -> None:
         self._timer = None
@@ -93,8 +110,9 @@ class SendWatch:
         if now - self._progress_at < self.settings.send_stall_timeout:
             self._look_later(size)
             return
-        self._on_stuck(f"it took nothing of its {size} unsent bytes in "
-                       f"{self.settings.send_stall_timeout:g}s")
+        self._on_stuck(
+            f"it took nothing of its {size} unsent bytes in {self.settings.send_stall_timeout:g}s"
+        )
 
     def check_ceiling(self) -> None:
         """Stuck at once if the client fell more than the ceiling behind."""
@@ -102,5 +120,6 @@ class SendWatch:
         ceiling = CEILING_CAPS * self.settings.max_send_buffer_bytes + self.largest_frame
         if size > ceiling:
             self.stop()
-            self._on_stuck(f"{size} bytes unsent, more than {CEILING_CAPS} caps beyond its "
-                           "largest frame")
+            self._on_stuck(
+                f"{size} bytes unsent, more than {CEILING_CAPS} caps beyond its largest frame"
+            )

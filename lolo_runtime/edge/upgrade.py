@@ -31,25 +31,42 @@ log = logging.getLogger("lolo.websocket")
 WEBSOCKET_VERSION = "13"
 
 
-def upgrade(edge: Edge, transport: asyncio.Transport, route: WebSocketRoute,
-            request: HttpRequest, raw_head: bytes, early: bytes) -> None:
+def upgrade(
+    edge: Edge,
+    transport: asyncio.Transport,
+    route: WebSocketRoute,
+    request: HttpRequest,
+    raw_head: bytes,
+    early: bytes,
+) -> None:
     """Validate the handshake in ``raw_head``; refuse it, or hand the transport over."""
     if request.method != "GET":
         _answer(transport, plain(405, "A WebSocket handshake is a GET.\n", ("allow", "GET")))
         return
     if _asks_for_websocket(request) and (
-            (request.header("sec-websocket-version") or "").strip() != WEBSOCKET_VERSION):
-        log.info("%s: refused a handshake with 426: Sec-WebSocket-Version %r", request.path,
-                 request.header("sec-websocket-version"))
-        _answer(transport, plain(426, "This server speaks WebSocket version 13 only.\n",
-                                 ("upgrade", "websocket"),
-                                 ("sec-websocket-version", WEBSOCKET_VERSION)))
+        (request.header("sec-websocket-version") or "").strip() != WEBSOCKET_VERSION
+    ):
+        log.info(
+            "%s: refused a handshake with 426: Sec-WebSocket-Version %r",
+            request.path,
+            request.header("sec-websocket-version"),
+        )
+        _answer(
+            transport,
+            plain(
+                426,
+                "This server speaks WebSocket version 13 only.\n",
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", WEBSOCKET_VERSION),
+            ),
+        )
         return
     settings = route.ws_settings
     origins = None if settings.origins is None else [Origin(o) for o in settings.origins]
     extensions = [ServerPerMessageDeflateFactory()] if settings.compression else None
-    protocol = ServerProtocol(origins=origins, extensions=extensions,
-                              max_size=settings.max_message_bytes)
+    protocol = ServerProtocol(
+        origins=origins, extensions=extensions, max_size=settings.max_message_bytes
+    )
     protocol.receive_data(raw_head)
     events = protocol.events_received()
     if not events or not isinstance(events[0], Request):
@@ -57,8 +74,12 @@ def upgrade(edge: Edge, transport: asyncio.Transport, route: WebSocketRoute,
         return
     response = protocol.accept(events[0])
     if response.status_code != 101:
-        log.info("%s: refused a handshake with %d: %s", request.path, response.status_code,
-                 response.body.decode(errors="replace").strip())
+        log.info(
+            "%s: refused a handshake with %d: %s",
+            request.path,
+            response.status_code,
+            response.body.decode(errors="replace").strip(),
+        )
         protocol.send_response(response)
         _flush(transport, protocol)
         return

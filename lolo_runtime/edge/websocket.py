@@ -62,8 +62,14 @@ class Phase(Enum):
 class WebSocketConnection(asyncio.Protocol):
     """One client, from its valid handshake request to its close."""
 
-    def __init__(self, edge: Edge, route: WebSocketRoute, protocol: ServerProtocol,
-                 response: Response, request: HttpRequest):
+    def __init__(
+        self,
+        edge: Edge,
+        route: WebSocketRoute,
+        protocol: ServerProtocol,
+        response: Response,
+        request: HttpRequest,
+    ):
         self.edge = edge
         self.route = route
         self.settings = route.ws_settings
@@ -104,8 +110,9 @@ class WebSocketConnection(asyncio.Protocol):
     def attach(self, transport: asyncio.Transport, early: bytes) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        self._watch = SendWatch(transport, sock.fileno() if sock is not None else None,
-                                self.settings, self._stuck)
+        self._watch = SendWatch(
+            transport, sock.fileno() if sock is not None else None, self.settings, self._stuck
+        )
         self._early += early
         transport.set_write_buffer_limits(high=self.settings.max_send_buffer_bytes)
         self.edge.connection_opened(self)
@@ -139,8 +146,11 @@ class WebSocketConnection(asyncio.Protocol):
     def _open_timed_out(self) -> None:
         self._timer = None
         if self.phase is Phase.HANDSHAKE:
-            log.warning("%s: the req chain did not finish within %gs; refusing with 503",
-                        self.log_name, self.settings.open_timeout)
+            log.warning(
+                "%s: the req chain did not finish within %gs; refusing with 503",
+                self.log_name,
+                self.settings.open_timeout,
+            )
             self._end_reason = "handshake timed out"
             self._refuse(plain(503, "The server did not accept the connection in time.\n"))
 
@@ -199,14 +209,19 @@ class WebSocketConnection(asyncio.Protocol):
                 self._tell_closed(*self._close_status())
             else:
                 self._close_timer = asyncio.get_running_loop().call_later(
-                    self.settings.close_timeout, self._stop_waiting_for_chain)
+                    self.settings.close_timeout, self._stop_waiting_for_chain
+                )
 
     def _stop_waiting_for_chain(self) -> None:
         """The client left and its message chain is still running: close without it."""
         self._inbox.clear()
         if not self._close_told:
-            log.warning("%s: left while a message chain was still running (%gs later); its "
-                        "close chain runs now", self.log_name, self.settings.close_timeout)
+            log.warning(
+                "%s: left while a message chain was still running (%gs later); its "
+                "close chain runs now",
+                self.log_name,
+                self.settings.close_timeout,
+            )
         self._tell_closed(*self._close_status())
 
     def pause_writing(self) -> None:
@@ -341,7 +356,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._watch.sent(len(data))
         if self._close_timer is None and self.protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(
-                self.settings.close_timeout, transport.abort)
+                self.settings.close_timeout, transport.abort
+            )
 
     # keepalive and stalls
 
@@ -370,8 +386,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         self._timer = None
-        log.info("%s: no pong within %gs; closing", self.log_name,
-                 self.settings.ping_timeout)
+        log.info("%s: no pong within %gs; closing", self.log_name, self.settings.ping_timeout)
         self.fail(1011, "keepalive ping timeout")
 
     def _stuck(self, why: str) -> None:

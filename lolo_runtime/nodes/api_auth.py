@@ -100,11 +100,17 @@ class ApiAuthNode(Node):
             for session_id, (key_id, emit) in list(holders.items()):
                 if key_id not in live:
                     del holders[session_id]
-                    log.info("%s: session %s: key lolo_%s was revoked; closing the "
-                             "connection (%d)", self.id, session_id, key_id,
-                             CLOSE_KEY_REVOKED)
-                    emit("response", {"end": True, "code": CLOSE_KEY_REVOKED,
-                                      "reason": "API key revoked"})
+                    log.info(
+                        "%s: session %s: key lolo_%s was revoked; closing the connection (%d)",
+                        self.id,
+                        session_id,
+                        key_id,
+                        CLOSE_KEY_REVOKED,
+                    )
+                    emit(
+                        "response",
+                        {"end": True, "code": CLOSE_KEY_REVOKED, "reason": "API key revoked"},
+                    )
 
     async def handle(self, ev: Event, ctx: Context) -> None:
         assert self._backend is not None, "setup() not run"

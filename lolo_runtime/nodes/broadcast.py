@@ -20,10 +20,12 @@ from lolo_runtime.types import Event
 class BroadcastParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: str = Field(min_length=1, max_length=256,
-                         description="The channel whose members get the event's body.")
+    channel: str = Field(
+        min_length=1, max_length=256, description="The channel whose members get the event's body."
+    )
     include_sender: bool = Field(
-        False, description="Also send it to the client whose event this is.")
+        False, description="Also send it to the client whose event this is."
+    )
 
 
 class BroadcastNode(Node):
@@ -33,8 +35,10 @@ class BroadcastNode(Node):
     async def handle(self, ev: Event, ctx: Context) -> None:
         params: BroadcastParams = self.params
         if "body" not in ev:
-            raise ValueError(f"{self.id}: the event has no 'body' to broadcast "
-                             f"(its fields: {', '.join(sorted(ev)) or 'none'})")
+            raise ValueError(
+                f"{self.id}: the event has no 'body' to broadcast "
+                f"(its fields: {', '.join(sorted(ev)) or 'none'})"
+            )
         sender = None if params.include_sender else ev.get("sessionId")
         ctx.publish(params.channel, ev["body"], exclude=sender)
         ctx.route(ev, "out")

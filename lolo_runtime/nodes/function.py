@@ -47,8 +47,8 @@ class FunctionNode(Node):
         handler = getattr(self.module, "handler", None)
         if handler is None:
             raise NodeConfigError(
-                f"{config.handler} has no 'handler' function; "
-                "define 'async def handler(ev, ctx)'", "handler"
+                f"{config.handler} has no 'handler' function; define 'async def handler(ev, ctx)'",
+                "handler",
             )
         _check_signature(handler, config.handler, "handler", 2)
         self._setup = getattr(self.module, "setup", None)
@@ -129,8 +129,6 @@ def _check_signature(func: Any, shown: str, name: str, arity: int) -> None:
         inspect.signature(func).bind(*range(arity))
     except TypeError:
         args = {2: "ev, ctx", 1: "ctx", 0: ""}[arity]
-        raise NodeConfigError(
-            f"{shown}: '{name}' must accept ({args})", "handler"
-        ) from None
+        raise NodeConfigError(f"{shown}: '{name}' must accept ({args})", "handler") from None
     except ValueError:
         return  # builtins without a signature: trust them

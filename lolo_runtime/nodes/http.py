@@ -53,15 +53,24 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 class HttpTriggerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(pattern=r"^/[^?#\s]*$", description="URL path served ('/users/:id' "
-                      "captures params.id; a final '*' matches the rest of the path).")
+    path: str = Field(
+        pattern=r"^/[^?#\s]*$",
+        description="URL path served ('/users/:id' "
+        "captures params.id; a final '*' matches the rest of the path).",
+    )
     methods: list[Method] | None = Field(
-        None, min_length=1, description="Methods served; others get 405. Unset: all.")
-    max_body_bytes: int = Field(1024 * 1024, ge=0,
-                                description="Largest request body; bigger gets 413.")
-    timeout: float = Field(120, gt=0, description="Seconds the chain has to emit a "
-                           "response; then the client gets 504 (Lolo drops a request "
-                           "after two minutes).")
+        None, min_length=1, description="Methods served; others get 405. Unset: all."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=0, description="Largest request body; bigger gets 413."
+    )
+    timeout: float = Field(
+        120,
+        gt=0,
+        description="Seconds the chain has to emit a "
+        "response; then the client gets 504 (Lolo drops a request "
+        "after two minutes).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -106,8 +115,7 @@ class HttpInvocation:
         if not self.answer.done():
             self.answer.set_result(response)
         else:
-            log.debug("request %s: already answered; a later response is dropped",
-                      self.session_id)
+            log.debug("request %s: already answered; a later response is dropped", self.session_id)
 
     def fail(self, node_id: str, error: BaseException) -> None:
         if self.answer.done():
@@ -136,29 +144,40 @@ def build_response(payload: Any) -> HttpResponse:
     of the node whose handler emitted.
     """
     if not isinstance(payload, dict):
-        raise TypeError("emit('response', ...) takes a dict such as "
-                        f"{{'status': 200, 'body': ...}}, not {type(payload).__name__}")
+        raise TypeError(
+            "emit('response', ...) takes a dict such as "
+            f"{{'status': 200, 'body': ...}}, not {type(payload).__name__}"
+        )
     unknown = sorted(str(key) for key in payload if key not in ("status", "headers", "body"))
     if unknown:
-        raise TypeError(f"emit('response', ...): unknown key(s) {', '.join(map(repr, unknown))}"
-                        "; a response has 'status', 'headers' and 'body'")
+        raise TypeError(
+            f"emit('response', ...): unknown key(s) {', '.join(map(repr, unknown))}"
+            "; a response has 'status', 'headers' and 'body'"
+        )
     status = payload.get("status", 200)
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
-        raise TypeError("emit('response', ...): 'status' must be an int from 200 to 599, "
-                        f"not {status!r}")
+        raise TypeError(
+            f"emit('response', ...): 'status' must be an int from 200 to 599, not {status!r}"
+        )
     raw_headers = payload.get("headers")
     if raw_headers is None:
         raw_headers = {}
     if not isinstance(raw_headers, dict):
-        raise TypeError("emit('response', ...): 'headers' must be a dict of strings, "
-                        f"not {type(raw_headers).__name__}")
+        raise TypeError(
+            "emit('response', ...): 'headers' must be a dict of strings, "
+            f"not {type(raw_headers).__name__}"
+        )
     for name, value in raw_headers.items():
         if not isinstance(name, str):
-            raise TypeError(f"emit('response', ...): header name {name!r} must be a str, "
-                            f"not {type(name).__name__}")
+            raise TypeError(
+                f"emit('response', ...): header name {name!r} must be a str, "
+                f"not {type(name).__name__}"
+            )
         if not isinstance(value, str):
-            raise TypeError(f"emit('response', ...): the value of header {name!r} must be "
-                            f"a str, not {type(value).__name__} ({value!r})")
+            raise TypeError(
+                f"emit('response', ...): the value of header {name!r} must be "
+                f"a str, not {type(value).__name__} ({value!r})"
+            )
     headers: list[tuple[str, str]] = list(raw_headers.items())
     try:
         check_headers(headers)
@@ -176,8 +195,10 @@ def build_response(payload: Any) -> HttpResponse:
         try:
             data = _JSON.encode(body).encode()
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"emit('response', ...): the body cannot be sent as JSON: {exc} "
-                            "(send a dict, list, str or bytes)") from None
+            raise TypeError(
+                f"emit('response', ...): the body cannot be sent as JSON: {exc} "
+                "(send a dict, list, str or bytes)"
+            ) from None
         kind = "application/json"
     if status in _NO_BODY_STATUSES:
         if data:
@@ -267,7 +288,8 @@ class HttpTrigger(Trigger):
         answer = invocation.answer
         if not answer.done():
             timer = asyncio.get_running_loop().call_later(
-                self.params.timeout, self._time_out, invocation, request)
+                self.params.timeout, self._time_out, invocation, request
+            )
             try:
                 await answer
             finally:
@@ -277,8 +299,16 @@ class HttpTrigger(Trigger):
     def _time_out(self, invocation: HttpInvocation, request: HttpRequest) -> None:
         if invocation.answer.done():
             return
-        log.warning("trigger %r: no response within %gs to %s %s; answered 504",
-                    self.id, self.params.timeout, request.method, request.path,
-                    extra={"app": self._engine.app if self._engine else None, "node": self.id,
-                           "session": invocation.session_id})
+        log.warning(
+            "trigger %r: no response within %gs to %s %s; answered 504",
+            self.id,
+            self.params.timeout,
+            request.method,
+            request.path,
+            extra={
+                "app": self._engine.app if self._engine else None,
+                "node": self.id,
+                "session": invocation.session_id,
+            },
+        )
         invocation.answer.set_result(plain(504, "The app did not answer in time.\n"))

@@ -30,21 +30,30 @@ for _ext in (".js", ".mjs"):
     _TYPES.add_type("text/javascript", _ext)  # RFC 9239
 _TYPES.add_type("application/json", ".map")
 _TYPES.add_type("font/woff2", ".woff2")
-_TEXT_TYPES = frozenset({"application/json", "application/manifest+json", "image/svg+xml",
-                         "application/xml"})
+_TEXT_TYPES = frozenset(
+    {"application/json", "application/manifest+json", "image/svg+xml", "application/xml"}
+)
 _NOT_FOUND = "Nothing is served at this path.\n"
 
 
 class StaticParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(pattern=r"^(/|(/[^/?#\s*:\\]+)+)$", description=(
-        "URL prefix the folder is served under, such as '/' or '/assets' (no final "
-        "slash); the node serves the pattern '<path>/*'."))
-    dir: str = Field(min_length=1, description=(
-        "The folder to serve, relative to the flow file's folder."))
-    index: str = Field("index.html", pattern=r"^[^/\\\x00.][^/\\\x00]*$", description=(
-        "The file served for a folder's URL (a name, not a path)."))
+    path: str = Field(
+        pattern=r"^(/|(/[^/?#\s*:\\]+)+)$",
+        description=(
+            "URL prefix the folder is served under, such as '/' or '/assets' (no final "
+            "slash); the node serves the pattern '<path>/*'."
+        ),
+    )
+    dir: str = Field(
+        min_length=1, description=("The folder to serve, relative to the flow file's folder.")
+    )
+    index: str = Field(
+        "index.html",
+        pattern=r"^[^/\\\x00.][^/\\\x00]*$",
+        description=("The file served for a folder's URL (a name, not a path)."),
+    )
 
 
 def content_type(name: str) -> str:
@@ -149,8 +158,7 @@ class StaticNode(Trigger):
                 body = file.read()
         except OSError:  # missing, unreadable...
             return plain(404, _NOT_FOUND)
-        headers += [("content-type", content_type(target)),
-                    ("x-content-type-options", "nosniff")]
+        headers += [("content-type", content_type(target)), ("x-content-type-options", "nosniff")]
         return HttpResponse(200, headers, body)
 
     @staticmethod

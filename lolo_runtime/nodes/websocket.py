@@ -39,8 +39,11 @@ log = logging.getLogger("lolo.websocket")
 class WebSocketParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(pattern=r"^/[^?#\s]*$", description="URL path clients connect to "
-                      "(':name' segments are route params, a final '*' matches the rest).")
+    path: str = Field(
+        pattern=r"^/[^?#\s]*$",
+        description="URL path clients connect to "
+        "(':name' segments are route params, a final '*' matches the rest).",
+    )
     max_message_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest message accepted; bigger closes with 1009."
     )
@@ -54,19 +57,23 @@ class WebSocketParams(BaseModel):
         10_000, ge=1, description="Open connections allowed; more are refused with HTTP 503."
     )
     max_messages_per_second: float | None = Field(
-        20, gt=0, description="Per connection, averaged over a burst; more closes with 1008. "
-        "null: no limit.",
+        20,
+        gt=0,
+        description="Per connection, averaged over a burst; more closes with 1008. null: no limit.",
     )
     burst: int = Field(
         40, ge=1, description="Messages a connection may send at once above the rate."
     )
     max_send_buffer_bytes: int = Field(
-        1024 * 1024, ge=1024,
+        1024 * 1024,
+        ge=1024,
         description="Unsent bytes a client may leave unread before it must show progress: "
         "past it, a client that reads nothing for send_stall_timeout is closed with 1013.",
     )
     send_stall_timeout: float = Field(
-        5, gt=0, description="Seconds a client over max_send_buffer_bytes may go without "
+        5,
+        gt=0,
+        description="Seconds a client over max_send_buffer_bytes may go without "
         "reading anything before it is closed with 1013.",
     )
     ping_interval: float | None = Field(
@@ -76,11 +83,15 @@ class WebSocketParams(BaseModel):
         20, gt=0, description="Seconds to wait for a pong before closing with 1011."
     )
     close_timeout: float = Field(
-        2, gt=0, description="Seconds a client has to answer our close frame before the "
+        2,
+        gt=0,
+        description="Seconds a client has to answer our close frame before the "
         "connection is dropped and its close chain runs (a frozen peer waits this long).",
     )
     open_timeout: float = Field(
-        10, gt=0, description="Seconds the req chain has to accept or refuse a client; "
+        10,
+        gt=0,
+        description="Seconds the req chain has to accept or refuse a client; "
         "past it the client gets HTTP 503 (the chain still gets its close event).",
     )
 
@@ -97,11 +108,23 @@ CLOSE_TOO_FAST = 1008
 class WebSocketSession:
     """One client connection: the invocation behind every event it causes."""
 
-    __slots__ = ("allowance", "base", "conn", "early", "last", "pending", "phase", "refusal",
-                 "session_id", "stall_mark", "trigger")
+    __slots__ = (
+        "allowance",
+        "base",
+        "conn",
+        "early",
+        "last",
+        "pending",
+        "phase",
+        "refusal",
+        "session_id",
+        "stall_mark",
+        "trigger",
+    )
 
-    def __init__(self, trigger: WebSocketTrigger, conn: WebSocketConnection, session_id: str,
-                 base: Event):
+    def __init__(
+        self, trigger: WebSocketTrigger, conn: WebSocketConnection, session_id: str, base: Event
+    ):
         self.trigger = trigger
         self.conn = conn
         self.session_id = session_id
@@ -168,8 +191,7 @@ def request_fields(request: HttpRequest) -> Event:
     headers: dict[str, str] = {}
     for key, value in request.headers:
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    parsed = parse_qs(request.query_string, keep_blank_values=True) \
-        if request.query_string else {}
+    parsed = parse_qs(request.query_string, keep_blank_values=True) if request.query_string else {}
     return {
         "sessionId": None,
         "path": request.path,
@@ -195,9 +217,12 @@ class WebSocketTrigger(Trigger):
         self.ws_settings = WebSocketSettings(
             max_message_bytes=p.max_message_bytes,
             origins=tuple(p.origins) if p.origins is not None else None,
-            compression=p.compression, ping_interval=p.ping_interval,
-            ping_timeout=p.ping_timeout, close_timeout=p.close_timeout,
-            open_timeout=p.open_timeout, max_send_buffer_bytes=p.max_send_buffer_bytes,
+            compression=p.compression,
+            ping_interval=p.ping_interval,
+            ping_timeout=p.ping_timeout,
+            close_timeout=p.close_timeout,
+            open_timeout=p.open_timeout,
+            max_send_buffer_bytes=p.max_send_buffer_bytes,
             send_stall_timeout=p.send_stall_timeout,
         )
         self._engine: Engine | None = None
@@ -222,13 +247,17 @@ class WebSocketTrigger(Trigger):
 
     def admit(self, request: HttpRequest) -> HttpResponse | None:
         if self._open_count + self._handshaking >= self.params.max_connections:
-            log.warning("%s: refusing a client: %d connections already open",
-                        self.id, self.params.max_connections)
+            log.warning(
+                "%s: refusing a client: %d connections already open",
+                self.id,
+                self.params.max_connections,
+            )
             return plain(503, "Too many connections.\n")
         return None
 
-    async def on_handshake(self, conn: WebSocketConnection,
-                           request: HttpRequest) -> HttpResponse | None:
+    async def on_handshake(
+        self, conn: WebSocketConnection, request: HttpRequest
+    ) -> HttpResponse | None:
         session_id = str(uuid.uuid4())
         base = request_fields(request)
         base["sessionId"] = session_id
@@ -274,8 +303,7 @@ class WebSocketTrigger(Trigger):
             session.allowance = refill if refill <= cap else max(cap, session.allowance)
             session.last = now
             if session.allowance < 1:
-                log.warning("session %s: over %g messages/s; closing",
-                            session.session_id, rate)
+                log.warning("session %s: over %g messages/s; closing", session.session_id, rate)
                 conn.close(CLOSE_TOO_FAST, "too many messages")
                 return
             session.allowance -= 1
@@ -310,11 +338,18 @@ class WebSocketTrigger(Trigger):
                 conn.send_frame(self._frames.frame(body))
         if payload.get("end"):
             code, reason = payload.get("code", 1000), payload.get("reason", "")
-            if isinstance(code, bool) or not isinstance(code, int) or not (
-                    code == 1000 or 3000 <= code <= 4999) or not isinstance(reason, str):
-                log.error("session %s: emit('response', {'end': True, 'code': %r}): a close "
-                          "code is 1000 or 3000-4999, a reason a str; closing with 1000",
-                          session.session_id, code)
+            if (
+                isinstance(code, bool)
+                or not isinstance(code, int)
+                or not (code == 1000 or 3000 <= code <= 4999)
+                or not isinstance(reason, str)
+            ):
+                log.error(
+                    "session %s: emit('response', {'end': True, 'code': %r}): a close "
+                    "code is 1000 or 3000-4999, a reason a str; closing with 1000",
+                    session.session_id,
+                    code,
+                )
                 code, reason = 1000, ""
             # A close reason is at most 123 bytes of UTF-8.
             conn.close(code, reason.encode()[:120].decode(errors="ignore"))

@@ -236,8 +236,7 @@ class StateBackend(ABC):
         """
 
     @abstractmethod
-    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
-                      now: float) -> int:
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int, now: float) -> int:
         """In one atomic step, append ``texts`` (one or more, in order) to the list under
         ``key`` (absent: a new list) and drop its oldest items past the last ``keep``;
         return the last item's number (1 for a new list's first item, one more for each

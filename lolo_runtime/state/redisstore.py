@@ -145,7 +145,9 @@ def connect_redis(url: str, timeout: float) -> aioredis.Redis:
     Raises :class:`StateError` for a URL Redis cannot use."""
     try:
         return aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=timeout,
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
             socket_timeout=timeout,
             # One immediate retry when a connection breaks (a pooled one is stale after a
             # Redis restart), none on a timeout: a frozen server costs one timeout, not two.
@@ -166,8 +168,9 @@ class RedisBackend(StateBackend):
     """State of many apps on one Redis server (or a managed Redis), e.g.
     ``RedisBackend("redis://localhost:6379/0")``."""
 
-    def __init__(self, url: str, clock: Clock = time.time, *, timeout: float = 2.0,
-                 namespace: str = "lolo") -> None:
+    def __init__(
+        self, url: str, clock: Clock = time.time, *, timeout: float = 2.0, namespace: str = "lolo"
+    ) -> None:
         super().__init__(clock)
         self.url = url
         self.timeout = timeout
@@ -191,8 +194,13 @@ class RedisBackend(StateBackend):
             await client.aclose()
             raise StateError(f"cannot reach Redis at {self.location}: {_reason(exc)}") from None
         self._client = client
-        for name, source in (("get", _GET), ("delete", _DELETE), ("live", _LIVE_KEYS),
-                             ("incr", _INCR), ("push", _PUSH)):
+        for name, source in (
+            ("get", _GET),
+            ("delete", _DELETE),
+            ("live", _LIVE_KEYS),
+            ("incr", _INCR),
+            ("push", _PUSH),
+        ):
             self._scripts[name] = client.register_script(source)
 
     async def close(self) -> None:
@@ -228,14 +236,15 @@ class RedisBackend(StateBackend):
                 raise
             raise StateError(f"{what} failed: {_reason(exc)}") from None
         except (RedisError, OSError) as exc:
-            raise StateError(
-                f"{what} failed: Redis at {self.location}: {_reason(exc)}") from None
+            raise StateError(f"{what} failed: Redis at {self.location}: {_reason(exc)}") from None
 
-    async def _script(self, name: str, key: str, keys: list[str], args: list[Any],
-                      answers: bool = False) -> Any:
+    async def _script(
+        self, name: str, key: str, keys: list[str], args: list[Any], answers: bool = False
+    ) -> Any:
         self._require_open()
-        return await self._call(f"{name} of key {key!r}",
-                                self._scripts[name](keys=keys, args=args), answers)
+        return await self._call(
+            f"{name} of key {key!r}", self._scripts[name](keys=keys, args=args), answers
+        )
 
     # ----------------------------------------------------------------- storage primitives
 
@@ -265,8 +274,11 @@ class RedisBackend(StateBackend):
             await self._call(f"set of key {key!r}", pipe.execute())
 
     async def kv_delete(self, app: str, key: str, now: float) -> bool:
-        return bool(await self._script("delete", key, [self._key(app, key),
-                                                        self._counter(app, key)], [repr(now)]))
+        return bool(
+            await self._script(
+                "delete", key, [self._key(app, key), self._counter(app, key)], [repr(now)]
+            )
+        )
 
     async def kv_keys(self, app: str, prefix: str, now: float) -> list[str]:
         client = self._require_open()
@@ -286,12 +298,15 @@ class RedisBackend(StateBackend):
             return found
 
         names = await self._call(f"keys with prefix {prefix!r}", scan())
-        return [key for key in (name[len(base):] for name in set(names)) if _is_key(key)]
+        return [key for key in (name[len(base) :] for name in set(names)) if _is_key(key)]
 
     async def kv_incr(self, app: str, key: str, by: int, now: float) -> int:
         try:
-            return int(await self._script("incr", key, [self._key(app, key)],
-                                          [str(by), repr(now)], answers=True))
+            return int(
+                await self._script(
+                    "incr", key, [self._key(app, key)], [str(by), repr(now)], answers=True
+                )
+            )
         except ResponseError as exc:
             message = str(exc)
         # Worded here, outside the except: kv_get may raise a StateError of its own.
@@ -303,22 +318,31 @@ class RedisBackend(StateBackend):
         if "overflow" in message or kind == "int":  # an int past 64 bits, stored by set()
             raise StateError(f"cannot incr key {key!r}: the result would overflow 64 bits")
         if kind is None:  # not about the value: e.g. Redis out of memory, a read-only replica
-            raise StateError(f"incr of key {key!r} failed: Redis at {self.location}: "
-                             f"{message.rstrip('.')}")
+            raise StateError(
+                f"incr of key {key!r} failed: Redis at {self.location}: {message.rstrip('.')}"
+            )
         raise StateError(f"cannot incr key {key!r}: it holds a {kind}, not an int")
 
-    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
-                      now: float) -> int:
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int, now: float) -> int:
         try:
-            return int(await self._script(
-                "push", key, [self._key(app, key), self._counter(app, key)],
-                [str(keep), repr(now), *texts], answers=True))
+            return int(
+                await self._script(
+                    "push",
+                    key,
+                    [self._key(app, key), self._counter(app, key)],
+                    [str(keep), repr(now), *texts],
+                    answers=True,
+                )
+            )
         except ResponseError as exc:
             if "LOLONOTLIST" in str(exc):
-                raise StateError(f"cannot push to key {key!r}: it holds a value stored "
-                                 "with set(); push makes lists of its own") from None
-            raise StateError(f"push to key {key!r} failed: Redis at {self.location}: "
-                             f"{_reason(exc)}") from None
+                raise StateError(
+                    f"cannot push to key {key!r}: it holds a value stored "
+                    "with set(); push makes lists of its own"
+                ) from None
+            raise StateError(
+                f"push to key {key!r} failed: Redis at {self.location}: {_reason(exc)}"
+            ) from None
 
 
 def _is_key(name: str) -> bool:

@@ -82,7 +82,10 @@ class SQLiteBackend(StateBackend):
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
         self._file_lost: StateError | None = None
         self._worker = SQLiteWorker(
-            str(self.path), self._connect, max_batch=max_batch, after_write_batch=self._maintain,
+            str(self.path),
+            self._connect,
+            max_batch=max_batch,
+            after_write_batch=self._maintain,
             before_write_batch=self._check_file,
         )
 
@@ -104,8 +107,11 @@ class SQLiteBackend(StateBackend):
         # Folders made here are 0700; the file (and SQLite's -wal and -shm, which take
         # the file's mode) 0600. An existing folder is the user's and is left as it is.
         try:
-            missing = [folder for folder in (self.path.parent, *self.path.parent.parents)
-                       if not folder.exists()]
+            missing = [
+                folder
+                for folder in (self.path.parent, *self.path.parent.parents)
+                if not folder.exists()
+            ]
             for folder in reversed(missing):  # mkdir(parents=True) ignores mode for these
                 folder.mkdir(mode=0o700, exist_ok=True)
             if not self.path.exists():
@@ -139,14 +145,17 @@ class SQLiteBackend(StateBackend):
         what = "deleted" if current is None else "replaced by another file"
         self._file_lost = StateError(
             f"state store {self.path} was {what} while the app ran; writes are refused "
-            "from now on so that none is acknowledged and lost (restart to use a new file)")
+            "from now on so that none is acknowledged and lost (restart to use a new file)"
+        )
         logging.getLogger("lolo.state").error("%s", self._file_lost)
         raise self._file_lost
 
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None,
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
                 check_same_thread=True,
             )
         except ValueError:  # a NUL in the path
@@ -271,29 +280,34 @@ class SQLiteBackend(StateBackend):
 
         return await self._worker.submit(run, writes=True)
 
-    async def kv_push(self, app: str, key: str, texts: list[str], keep: int,
-                      now: float) -> int:
+    async def kv_push(self, app: str, key: str, texts: list[str], keep: int, now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
             value = conn.execute(
                 "SELECT expires_at FROM lolo_kv WHERE app = ? AND key = ?", (app, key)
             ).fetchone()
             if value is not None:
                 if value[0] is None or value[0] > now:
-                    raise StateError(f"cannot push to key {key!r}: it holds a value stored "
-                                     "with set(); push makes lists of its own")
+                    raise StateError(
+                        f"cannot push to key {key!r}: it holds a value stored "
+                        "with set(); push makes lists of its own"
+                    )
                 conn.execute("DELETE FROM lolo_kv WHERE app = ? AND key = ?", (app, key))
             # Index seeks only: max(seq) alone is read from the end of the primary key,
             # and the trim is a range delete (empty most of the time). (Measured: a single
             # INSERT ... SELECT max() ... RETURNING took twice as long.)
-            (top,) = conn.execute("SELECT max(seq) FROM lolo_list WHERE app = ? AND key = ?",
-                                  (app, key)).fetchone()
+            (top,) = conn.execute(
+                "SELECT max(seq) FROM lolo_list WHERE app = ? AND key = ?", (app, key)
+            ).fetchone()
             first = (top or 0) + 1
-            conn.executemany("INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
-                             [(app, key, first + index, text)
-                              for index, text in enumerate(texts)])
+            conn.executemany(
+                "INSERT INTO lolo_list (app, key, seq, value) VALUES (?, ?, ?, ?)",
+                [(app, key, first + index, text) for index, text in enumerate(texts)],
+            )
             last = first + len(texts) - 1
-            conn.execute("DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq <= ?",
-                         (app, key, last - keep))
+            conn.execute(
+                "DELETE FROM lolo_list WHERE app = ? AND key = ? AND seq <= ?",
+                (app, key, last - keep),
+            )
             return last
 
         return await self._worker.submit(run, writes=True)
@@ -317,5 +331,9 @@ def _list_items(conn: sqlite3.Connection, app: str, key: str) -> list[str]:
 
 def _is_list(conn: sqlite3.Connection, app: str, key: str) -> bool:
     """Whether ``key`` holds a list made by push()."""
-    return conn.execute("SELECT 1 FROM lolo_list WHERE app = ? AND key = ? LIMIT 1",
-                        (app, key)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM lolo_list WHERE app = ? AND key = ? LIMIT 1", (app, key)
+        ).fetchone()
+        is not None
+    )

@@ -112,6 +112,7 @@ def test_publish_leaves_out_the_excluded_sessions(
 
 def test_a_session_id_that_is_a_prefix_of_another_excludes_only_itself() -> None:
     """A str is one session id, not a collection of characters."""
+
     async def scenario() -> list[FakeMember]:
         hub, members = hub_with("ab", "a", "b")
         for member in members:
@@ -288,13 +289,16 @@ def test_a_body_is_encoded_once_for_every_member_and_the_link() -> None:
 
 def test_bytes_go_as_binary_and_str_as_text() -> None:
     assert (Outgoing.of(b"\x00\xff").opcode, Outgoing.of(b"\x00\xff").payload) == (
-        OP_BINARY, b"\x00\xff")
+        OP_BINARY,
+        b"\x00\xff",
+    )
     assert Outgoing.of("a").opcode == OP_TEXT
     assert Outgoing.of(b"x" * 70000).frame[:2] == bytes((0x82, 127))
 
 
-def test_the_link_subscribes_on_the_first_local_join_and_unsubscribes_after_the_last_leave(
-) -> None:
+def test_the_link_subscribes_on_the_first_local_join_and_unsubscribes_after_the_last_leave() -> (
+    None
+):
     link = RecordingLink()
 
     async def scenario() -> list[tuple[Any, ...]]:
@@ -371,8 +375,7 @@ def test_every_joiner_waits_for_the_subscription_not_only_the_first() -> None:
     assert order == ["subscribed", "a joined", "b joined", "c joined"]
 
 
-def test_a_link_that_fails_to_subscribe_fails_every_waiting_join_but_local_delivery_works(
-) -> None:
+def test_a_link_that_fails_to_subscribe_fails_every_waiting_join_but_local_delivery_works() -> None:
     class FailingLink(RecordingLink):
         async def subscribe(self, channel: str) -> None:
             await asyncio.sleep(0.01)
@@ -380,8 +383,9 @@ def test_a_link_that_fails_to_subscribe_fails_every_waiting_join_but_local_deliv
 
     async def scenario() -> tuple[list[Any], list[FakeMember]]:
         hub, members = hub_with("a", "b", link=FailingLink())
-        results = await asyncio.gather(hub.join("a", "room"), hub.join("b", "room"),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            hub.join("a", "room"), hub.join("b", "room"), return_exceptions=True
+        )
         hub.publish("room", "local")
         return list(results), members
 
@@ -401,8 +405,7 @@ def test_publish_goes_to_the_link_with_its_exclusion_and_not_when_local_only() -
 
     asyncio.run(scenario())
     publishes = [(c[1], c[2].payload, c[3]) for c in link.calls if c[0] == "publish"]
-    assert publishes == [("room", b"x", frozenset({"a", "b"})),
-                         ("nobody-here", b"y", frozenset())]
+    assert publishes == [("room", b"x", frozenset({"a", "b"})), ("nobody-here", b"y", frozenset())]
 
 
 def test_messages_from_the_link_reach_local_members_but_the_excluded() -> None:
@@ -423,6 +426,7 @@ def test_messages_from_the_link_reach_local_members_but_the_excluded() -> None:
 
 def test_a_member_that_unregisters_while_a_message_is_delivered_does_not_break_it() -> None:
     """Delivery to one member may close another (a full buffer): the loop goes on."""
+
     async def scenario() -> list[FakeMember]:
         hub = Hub()
 

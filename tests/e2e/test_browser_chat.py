@@ -23,8 +23,13 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 CHAT = ROOT / "flows" / "chat.yaml"
 CHAT_AUTH = ROOT / "flows" / "chat-auth.yaml"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 15_000
 
 
@@ -65,8 +70,9 @@ class Tab:
         """Wait for the greeting; return the id the page shows."""
         from playwright.sync_api import expect
 
-        expect(self.page.locator("#status")).to_have_attribute("data-state", "open",
-                                                              timeout=WAIT_MS)
+        expect(self.page.locator("#status")).to_have_attribute(
+            "data-state", "open", timeout=WAIT_MS
+        )
         expect(self.page.locator("#connection-id")).not_to_have_text("(not connected)")
         return self.page.locator("#connection-id").inner_text()
 
@@ -154,8 +160,9 @@ def test_the_auth_chat_works_with_a_typed_key(tabs: Any, tmp_path: Path) -> None
 
         b = tabs(base)  # tries without a key, is refused, then asks for one
         b.enter_key("lolo_wrong_key")
-        expect(b.page.locator("#key-help")).to_contain_text("is the API key right?",
-                                                            timeout=WAIT_MS)
+        expect(b.page.locator("#key-help")).to_contain_text(
+            "is the API key right?", timeout=WAIT_MS
+        )
         b.enter_key(key)
         b.connection_id()
         expect(b.page.locator("#key-form")).to_be_hidden()
@@ -166,8 +173,9 @@ def test_the_auth_chat_works_with_a_typed_key(tabs: Any, tmp_path: Path) -> None
         a.expect_line("you@example.com says: and back")
 
 
-def test_a_page_reconnects_after_a_restart_without_repeating_messages(tabs: Any,
-                                                                      tmp_path: Path) -> None:
+def test_a_page_reconnects_after_a_restart_without_repeating_messages(
+    tabs: Any, tmp_path: Path
+) -> None:
     port, state = free_port(), tmp_path / "state.sqlite3"
     # LoloProcess passes --port 0 first; argparse keeps the last --port given.
     with LoloProcess(CHAT, "--port", str(port), state=state) as first:

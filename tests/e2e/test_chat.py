@@ -57,8 +57,7 @@ def test_connect_message_gives_each_client_its_own_session_id(chat: LoloProcess)
 
 def test_message_reaches_every_other_client_and_not_its_sender(chat: LoloProcess) -> None:
     async def scenario() -> None:
-        async with client(chat) as (a, a_id), client(chat) as (b, b_id), \
-                client(chat) as (c, _):
+        async with client(chat) as (a, a_id), client(chat) as (b, b_id), client(chat) as (c, _):
             await a.send("hi")
             assert await recv(b) == f"{a_id} says: hi"
             assert await recv(c) == f"{a_id} says: hi"

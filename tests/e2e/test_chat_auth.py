@@ -77,8 +77,10 @@ def test_valid_keys_connect_and_messages_are_signed_with_the_senders_email(
     bob = lolo_keys(state, "create", "--email", "bob@example.com", "--account", "acct-bob")
 
     async def chat() -> tuple[str, str]:
-        async with connect(server.url() + f"?lolo-api-key={ann}") as a, \
-                connect(server.url(), additional_headers={"lolo-api-key": bob}) as b:
+        async with (
+            connect(server.url() + f"?lolo-api-key={ann}") as a,
+            connect(server.url(), additional_headers={"lolo-api-key": bob}) as b,
+        ):
             assert json.loads(await a.recv())["connected"] is True
             assert json.loads(await b.recv())["connected"] is True
             await a.send("hello")
@@ -129,8 +131,7 @@ def test_a_percent_encoded_key_works_and_never_reaches_the_debug_log(
                 greetings.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
         # Refused tries leave the same kind of lines in the log.
         with pytest.raises(InvalidStatus):
-            async with connect(server.url() + "?lolo%252Dapi%252Dkey="
-                               + key.replace("_", "%255F")):
+            async with connect(server.url() + "?lolo%252Dapi%252Dkey=" + key.replace("_", "%255F")):
                 pass
         return greetings
 
@@ -139,6 +140,10 @@ def test_a_percent_encoded_key_works_and_never_reaches_the_debug_log(
     assert server.stop() == 0
     log = server.stderr()
     assert "< GET /socket?" in log  # the websockets library's DEBUG lines are there
-    for form in (secret, secret.replace("_", "%5F"), secret.replace("_", "%255F"),
-                 "".join(f"%{byte:02x}" for byte in secret.encode())):
+    for form in (
+        secret,
+        secret.replace("_", "%5F"),
+        secret.replace("_", "%255F"),
+        "".join(f"%{byte:02x}" for byte in secret.encode()),
+    ):
         assert form not in log

@@ -31,8 +31,13 @@ class ChatProcess(LoloProcess):
     usage error together) when ``redis`` is given, else on a SQLite file of its own.
     $LOLO_REDIS_URL from the test's environment is never inherited."""
 
-    def __init__(self, flow: Any = CLUSTER, *args: str, redis: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        flow: Any = CLUSTER,
+        *args: str,
+        redis: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(flow, *args, env=env)
         self.env.pop("LOLO_REDIS_URL", None)
         self.redis = redis
@@ -41,10 +46,18 @@ class ChatProcess(LoloProcess):
         if self.redis is None:
             super().start()
             return self
-        command = [*lolo_run_command(), str(self.flow), "--port", "0", "--redis", self.redis,
-                   *self.args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=self.env, cwd=ROOT)
+        command = [
+            *lolo_run_command(),
+            str(self.flow),
+            "--port",
+            "0",
+            "--redis",
+            self.redis,
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=ROOT
+        )
         self.port = self._wait_for_listening()
         return self
 
@@ -86,8 +99,9 @@ async def history_after_greeting(ws: ClientConnection, wait: float = 0.5) -> lis
 
 
 @asynccontextmanager
-async def chat_client(server: LoloProcess, *, query: str = "",
-                      wait_for_history: float = 0.0) -> AsyncIterator[Client]:
+async def chat_client(
+    server: LoloProcess, *, query: str = "", wait_for_history: float = 0.0
+) -> AsyncIterator[Client]:
     """Connect; the first frame must be the greeting. With ``wait_for_history``, a history
     frame is waited for that long (and must be the only other frame by then)."""
     async with connect(server.url() + query, compression=None) as ws:
@@ -95,8 +109,7 @@ async def chat_client(server: LoloProcess, *, query: str = "",
         assert isinstance(greeting, str)
         parsed = json.loads(greeting)
         assert parsed["connected"] is True, greeting
-        history = await history_after_greeting(ws, wait_for_history) \
-            if wait_for_history else None
+        history = await history_after_greeting(ws, wait_for_history) if wait_for_history else None
         yield Client(ws, greeting, history)
 
 
@@ -125,14 +138,16 @@ def test_the_greeting_is_the_tutorial_chats(single: ChatProcess) -> None:
     new_id = json.loads(new)["yourConnectionId"]
     assert UUID.match(old_id) and UUID.match(new_id)
     # The same bytes but for the id: same fields, same order, same spacing.
-    assert new.replace(new_id, "ID") == old.replace(old_id, "ID") \
+    assert (
+        new.replace(new_id, "ID")
+        == old.replace(old_id, "ID")
         == '{"connected":true,"yourConnectionId":"ID"}'
+    )
 
 
 def test_a_message_reaches_everyone_else_signed_and_not_its_sender(single: ChatProcess) -> None:
     async def scenario() -> None:
-        async with chat_client(single) as a, chat_client(single) as b, \
-                chat_client(single) as c:
+        async with chat_client(single) as a, chat_client(single) as b, chat_client(single) as c:
             assert len({a.id, b.id, c.id}) == 3
             await a.ws.send("hi")
             assert await b.recv() == f"{a.id} says: hi"
@@ -202,8 +217,7 @@ def test_the_history_frame_stays_within_chat_history_max_bytes() -> None:
     # 1,000-byte messages (500 two-byte characters: the budget counts bytes, not
     # characters); each entry is about 1,070 bytes of JSON, so two fit and three do not.
     texts: list[str | bytes] = [f"{i:03d}" + "é" * 500 for i in range(10)]
-    with ChatProcess(env={"CHAT_HISTORY": "50",
-                          "CHAT_HISTORY_MAX_BYTES": str(budget)}) as server:
+    with ChatProcess(env={"CHAT_HISTORY": "50", "CHAT_HISTORY_MAX_BYTES": str(budget)}) as server:
         asyncio.run(say(server, texts))
 
         async def raw_history() -> str | bytes:
@@ -216,10 +230,13 @@ def test_the_history_frame_stays_within_chat_history_max_bytes() -> None:
     assert size <= budget, size
     history = json.loads(frame)["history"]
     # The newest entries, oldest first, and as many as fit.
-    assert [entry["message"] for entry in history] == texts[-len(history):]
+    assert [entry["message"] for entry in history] == texts[-len(history) :]
     assert len(history) == 2
-    one_more = json.dumps({"n": 8, "from": history[0]["from"], "message": texts[-3]},
-                          ensure_ascii=False, separators=(",", ":"))
+    one_more = json.dumps(
+        {"n": 8, "from": history[0]["from"], "message": texts[-3]},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     assert size + len(one_more.encode()) + 1 > budget
 
 
@@ -233,8 +250,14 @@ def test_binary_and_over_long_messages_are_relayed_but_not_kept() -> None:
     limit = 2048
     over_in_bytes = "é" * 1100  # 1,100 characters but 2,200 bytes: over the limit
     at_limit = "x" * limit
-    messages: list[str | bytes] = ["first", b"\x00\x01binary\xff", "y" * 5000, over_in_bytes,
-                                   at_limit, "last"]
+    messages: list[str | bytes] = [
+        "first",
+        b"\x00\x01binary\xff",
+        "y" * 5000,
+        over_in_bytes,
+        at_limit,
+        "last",
+    ]
     with ChatProcess() as server:
         received = asyncio.run(say(server, messages))
         history = asyncio.run(newcomer_history(server))
@@ -262,8 +285,9 @@ def test_binary_and_over_long_messages_are_relayed_but_not_kept() -> None:
 @asynccontextmanager
 async def clients(servers: list[LoloProcess], query: str = "") -> AsyncIterator[list[Client]]:
     async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(chat_client(server, query=query))
-               for server in servers]
+        yield [
+            await stack.enter_async_context(chat_client(server, query=query)) for server in servers
+        ]
 
 
 @pytest.fixture
@@ -314,8 +338,10 @@ def test_six_clients_on_two_processes_each_get_every_other_message_once_in_order
         assert set(by_sender) == set(range(len(people))) - {k}
         for sender_index, texts in by_sender.items():
             # Every message exactly once, in the order its sender sent them.
-            assert texts == [f"c{sender_index}-{i:02d}" for i in range(per_sender)], \
-                (k, sender_index)
+            assert texts == [f"c{sender_index}-{i:02d}" for i in range(per_sender)], (
+                k,
+                sender_index,
+            )
     for server in pair:
         log = server.stderr()
         assert "ERROR" not in log and "Traceback" not in log, log
@@ -390,8 +416,10 @@ async def newcomers_while_busy(a: LoloProcess, b: LoloProcess, count: int) -> li
                             newcomer.kinds += "G"
                         elif frame.startswith('{"history":'):
                             newcomer.kinds += "H"
-                            newcomer.history = [int(entry["message"].split()[1])
-                                                for entry in json.loads(frame)["history"]]
+                            newcomer.history = [
+                                int(entry["message"].split()[1])
+                                for entry in json.loads(frame)["history"]
+                            ]
                         else:
                             assert frame.startswith(f"{talker.id} says: busy "), frame
                             newcomer.kinds += "L"
@@ -414,11 +442,9 @@ def test_a_newcomer_is_greeted_first_while_another_process_is_busy(
     with_history = [newcomer for newcomer in seen if newcomer.history]
     assert len(with_history) >= 20
     for newcomer in with_history:
-        assert newcomer.history == list(range(newcomer.history[0],
-                                              newcomer.history[-1] + 1))
+        assert newcomer.history == list(range(newcomer.history[0], newcomer.history[-1] + 1))
         assert newcomer.live == list(range(newcomer.live[0], newcomer.live[0] + 3))
-        assert newcomer.live[0] <= newcomer.history[-1] + 1, \
-            (newcomer.history[-3:], newcomer.live)
+        assert newcomer.live[0] <= newcomer.history[-1] + 1, (newcomer.history[-3:], newcomer.live)
 
 
 def test_a_newcomer_gets_the_history_before_live_messages_while_another_process_is_busy(
@@ -433,7 +459,12 @@ def create_key(redis_url: str, email: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "LOLO_REDIS_URL"}
     done = subprocess.run(
         [*lolo_run_command(), "keys", "create", "--email", email, "--redis", redis_url],
-        capture_output=True, text=True, timeout=30, check=True, env=env)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env=env,
+    )
     key = done.stdout.strip()
     assert key.startswith("lolo_"), done
     return key
@@ -452,17 +483,27 @@ def test_with_chat_require_key_only_key_holders_chat_signed_with_their_email_acr
     ann = create_key(redis_server.url, "ann@example.com")
     bob = create_key(redis_server.url, "bob@example.com")
     env = {"CHAT_REQUIRE_KEY": "1"}
-    with ChatProcess(redis=redis_server.url, env=env) as a, \
-            ChatProcess(redis=redis_server.url, env=env) as b:
+    with (
+        ChatProcess(redis=redis_server.url, env=env) as a,
+        ChatProcess(redis=redis_server.url, env=env) as b,
+    ):
 
         async def scenario() -> tuple[list[int], list[str | bytes], list[Any] | None]:
-            statuses = [await refused_status(server.url() + query)
-                        for server in (a, b)
-                        for query in ("", "?lolo-api-key=", "?lolo-api-key=lolo_0_nope",
-                                      "?lolo-api-key=" + ann[:-3] + "zzz")]
-            async with chat_client(a, query="?lolo-api-key=" + ann) as on_a, \
-                    chat_client(b, query="?lolo-api-key=" + bob) as on_b, \
-                    chat_client(b, query="?lolo-api-key=" + ann) as ann_on_b:
+            statuses = [
+                await refused_status(server.url() + query)
+                for server in (a, b)
+                for query in (
+                    "",
+                    "?lolo-api-key=",
+                    "?lolo-api-key=lolo_0_nope",
+                    "?lolo-api-key=" + ann[:-3] + "zzz",
+                )
+            ]
+            async with (
+                chat_client(a, query="?lolo-api-key=" + ann) as on_a,
+                chat_client(b, query="?lolo-api-key=" + bob) as on_b,
+                chat_client(b, query="?lolo-api-key=" + ann) as ann_on_b,
+            ):
                 await on_a.ws.send("hello from A")
                 got = [await on_b.recv(), await ann_on_b.recv()]
                 await on_b.ws.send("hello from B")
@@ -473,8 +514,10 @@ def test_with_chat_require_key_only_key_holders_chat_signed_with_their_email_acr
         statuses, got, history = asyncio.run(scenario())
         logs = a.stderr() + b.stderr()
     assert statuses == [401] * 8
-    assert got == ["ann@example.com says: hello from A"] * 2 \
-        + ["bob@example.com says: hello from B"] * 2
+    assert (
+        got
+        == ["ann@example.com says: hello from A"] * 2 + ["bob@example.com says: hello from B"] * 2
+    )
     assert history == [
         {"n": 1, "from": "ann@example.com", "message": "hello from A"},
         {"n": 2, "from": "bob@example.com", "message": "hello from B"},

@@ -41,10 +41,28 @@ def openssl() -> str:
 def make_certificate(openssl: str, where: Path, name: str = "localhost") -> tuple[Path, Path]:
     cert, key = where / "cert.pem", where / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60)
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -59,8 +77,13 @@ def trusting(cert: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert))
 
 
-def fetch_tls(port: int, context: ssl.SSLContext, method: str, path: str,
-              headers: dict[str, str] | None = None) -> Reply:
+def fetch_tls(
+    port: int,
+    context: ssl.SSLContext,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+) -> Reply:
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
     try:
         return fetch(conn, method, path, headers=headers)
@@ -68,11 +91,18 @@ def fetch_tls(port: int, context: ssl.SSLContext, method: str, path: str,
         conn.close()
 
 
-def run_briefly(*args: str, command: list[str] | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_briefly(
+    *args: str, command: list[str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``lolo-run ARGS`` that must exit by itself (a refused command line)."""
-    return subprocess.run([*(command or lolo_run_command()), *args], capture_output=True,
-                          text=True, timeout=30, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*(command or lolo_run_command()), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 async def chat(url: str, context: ssl.SSLContext | None = None) -> tuple[str, str]:
@@ -90,10 +120,17 @@ async def chat(url: str, context: ssl.SSLContext | None = None) -> tuple[str, st
 
 
 def test_https_serves_http_triggers_with_the_given_certificate(
-        openssl: str, certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    openssl: str, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
     cert, key = certificate
-    with LoloProcess(HTTP_FLOW, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                     state=tmp_path / "state.sqlite3") as server:
+    with LoloProcess(
+        HTTP_FLOW,
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        state=tmp_path / "state.sqlite3",
+    ) as server:
         reply = fetch_tls(server.port, trusting(cert), "GET", "/users/7/items/x")
         assert reply.status == 200
         ev = reply.json()
@@ -113,23 +150,35 @@ def test_https_serves_http_triggers_with_the_given_certificate(
 
 def test_wss_serves_the_chat(certificate: tuple[Path, Path], tmp_path: Path) -> None:
     cert, key = certificate
-    with LoloProcess(CHAT, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                     state=tmp_path / "state.sqlite3") as server:
-        sender, heard = asyncio.run(chat(f"wss://localhost:{server.port}/socket",
-                                         trusting(cert)))
+    with LoloProcess(
+        CHAT,
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        state=tmp_path / "state.sqlite3",
+    ) as server:
+        sender, heard = asyncio.run(chat(f"wss://localhost:{server.port}/socket", trusting(cert)))
         assert heard == f"{sender} says: hello there"
         assert server.stop() == 0
         assert "Traceback" not in server.stderr()
 
 
 def test_wss_clients_are_closed_with_1001_at_shutdown(
-        certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
     cert, key = certificate
-    with LoloProcess(CHAT, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                     state=tmp_path / "state.sqlite3") as server:
+    with LoloProcess(
+        CHAT,
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        state=tmp_path / "state.sqlite3",
+    ) as server:
+
         async def scenario() -> int | None:
-            async with connect(f"wss://127.0.0.1:{server.port}/socket",
-                               ssl=trusting(cert)) as ws:
+            async with connect(f"wss://127.0.0.1:{server.port}/socket", ssl=trusting(cert)) as ws:
                 await asyncio.wait_for(ws.recv(), 5)
                 server.send_signal(signal.SIGTERM)
                 with pytest.raises(ConnectionClosedOK):
@@ -144,22 +193,34 @@ def test_wss_clients_are_closed_with_1001_at_shutdown(
 
 
 def test_a_certificate_file_holding_the_key_too_is_enough(
-        certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
     cert, key = certificate
     both = tmp_path / "both.pem"
     both.write_bytes(cert.read_bytes() + key.read_bytes())
-    with LoloProcess(HTTP_FLOW, "--ssl-certfile", str(both),
-                     state=tmp_path / "state.sqlite3") as server:
+    with LoloProcess(
+        HTTP_FLOW, "--ssl-certfile", str(both), state=tmp_path / "state.sqlite3"
+    ) as server:
         assert fetch_tls(server.port, trusting(cert), "GET", "/echo").status == 200
 
 
 def test_an_idle_https_client_does_not_hold_up_shutdown(
-        certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
     cert, key = certificate
-    with LoloProcess(HTTP_FLOW, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                     "--shutdown-timeout", "3", state=tmp_path / "state.sqlite3") as server:
-        idle = http.client.HTTPSConnection("127.0.0.1", server.port, context=trusting(cert),
-                                           timeout=10)
+    with LoloProcess(
+        HTTP_FLOW,
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        "--shutdown-timeout",
+        "3",
+        state=tmp_path / "state.sqlite3",
+    ) as server:
+        idle = http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=trusting(cert), timeout=10
+        )
         try:
             assert fetch(idle, "GET", "/echo").status == 200  # then kept open, idle
             started = time.monotonic()
@@ -171,33 +232,56 @@ def test_an_idle_https_client_does_not_hold_up_shutdown(
 
 
 @pytest.fixture(scope="module")
-def bad_key_files(openssl: str, certificate: tuple[Path, Path],
-                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bad_key_files(
+    openssl: str, certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """A key of another certificate, and the right key encrypted."""
     where = tmp_path_factory.mktemp("bad-keys")
     _, other_key = make_certificate(openssl, where, "other")
     encrypted = where / "encrypted.pem"
-    subprocess.run([openssl, "pkey", "-in", str(certificate[1]), "-aes256", "-passout",
-                    "pass:secret", "-out", str(encrypted)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "pkey",
+            "-in",
+            str(certificate[1]),
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return {"other_key": other_key, "encrypted": encrypted}
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("missing-cert", "--ssl-certfile {tmp}/missing.pem: no such file or directory"),
-    ("missing-key", "--ssl-keyfile {tmp}/missing.pem: no such file or directory"),
-    ("directory", "--ssl-certfile {tmp}: is a directory"),
-    ("key-as-cert", "--ssl-certfile {key}: no PEM certificate in it"),
-    ("cert-as-key", "--ssl-keyfile {cert}: no PEM private key in it"),
-    ("no-key", "--ssl-certfile {cert}: no private key in it; give the key with --ssl-keyfile"),
-    ("wrong-key", "--ssl-keyfile {other_key}: the private key does not match the certificate "
-     "in {cert}"),
-    ("encrypted-key", "--ssl-keyfile {encrypted}: the private key is encrypted"),
-    ("key-only", "--ssl-keyfile needs --ssl-certfile"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-cert", "--ssl-certfile {tmp}/missing.pem: no such file or directory"),
+        ("missing-key", "--ssl-keyfile {tmp}/missing.pem: no such file or directory"),
+        ("directory", "--ssl-certfile {tmp}: is a directory"),
+        ("key-as-cert", "--ssl-certfile {key}: no PEM certificate in it"),
+        ("cert-as-key", "--ssl-keyfile {cert}: no PEM private key in it"),
+        ("no-key", "--ssl-certfile {cert}: no private key in it; give the key with --ssl-keyfile"),
+        (
+            "wrong-key",
+            "--ssl-keyfile {other_key}: the private key does not match the certificate in {cert}",
+        ),
+        ("encrypted-key", "--ssl-keyfile {encrypted}: the private key is encrypted"),
+        ("key-only", "--ssl-keyfile needs --ssl-certfile"),
+    ],
+)
 def test_a_bad_certificate_option_exits_2_with_one_line(
-        certificate: tuple[Path, Path], bad_key_files: dict[str, Path], tmp_path: Path,
-        case: str, message: str) -> None:
+    certificate: tuple[Path, Path],
+    bad_key_files: dict[str, Path],
+    tmp_path: Path,
+    case: str,
+    message: str,
+) -> None:
     cert, key = certificate
     paths = {"tmp": tmp_path, "cert": cert, "key": key, **bad_key_files}
     missing = tmp_path / "missing.pem"
@@ -212,8 +296,9 @@ def test_a_bad_certificate_option_exits_2_with_one_line(
         "encrypted-key": ["--ssl-certfile", cert, "--ssl-keyfile", paths["encrypted"]],
         "key-only": ["--ssl-keyfile", key],
     }[case]
-    done = run_briefly(str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3"),
-                       *map(str, args))
+    done = run_briefly(
+        str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3"), *map(str, args)
+    )
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
@@ -233,8 +318,9 @@ async def websocket_peer(url: str, headers: dict[str, str]) -> str:
         return str(json.loads(await asyncio.wait_for(ws.recv(), 5))["peer"])
 
 
-def client_as_seen(*args: str, env: dict[str, str] | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[str, str]:
+def client_as_seen(
+    *args: str, env: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[str, str]:
     """``(ev["peer"], ev["scheme"])`` of one request through a server run with ``args``;
     a WebSocket client sending the same headers must get the same peer."""
     sent = FORWARDED if headers is None else headers
@@ -252,18 +338,22 @@ def test_forwarded_headers_from_a_trusted_proxy_give_the_clients_address_and_sch
     assert scheme == "https"
     # 127.0.0.1 is the default trust list, and $FORWARDED_ALLOW_IPS may set it.
     assert client_as_seen("--proxy-headers")[0].startswith("203.0.113.7")
-    assert client_as_seen("--proxy-headers",
-                          env={"FORWARDED_ALLOW_IPS": "::1, 127.0.0.0/8"})[0].startswith(
-        "203.0.113.7")
+    assert client_as_seen("--proxy-headers", env={"FORWARDED_ALLOW_IPS": "::1, 127.0.0.0/8"})[
+        0
+    ].startswith("203.0.113.7")
     # A trusted hop in the list is skipped over.
-    assert client_as_seen("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,203.0.113.7"
-                          )[0].startswith("198.51.100.9")
+    assert client_as_seen("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,203.0.113.7")[
+        0
+    ].startswith("198.51.100.9")
 
 
-@pytest.mark.parametrize("args", [
-    (),
-    ("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8"),
+    ],
+)
 def test_forwarded_headers_are_ignored_unless_the_proxy_is_trusted(args: tuple[str, ...]) -> None:
     peer, scheme = client_as_seen(*args)
     assert re.fullmatch(r"127\.0\.0\.1:\d+", peer), peer
@@ -276,20 +366,37 @@ def test_without_forwarded_headers_the_peer_is_the_connection() -> None:
     assert scheme == "http"
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["--forwarded-allow-ips", "127.0.0.1"], {},
-     "lolo-run: --forwarded-allow-ips needs --proxy-headers"),
-    (["--proxy-headers", "--forwarded-allow-ips", "proxy.local"], {},
-     "lolo-run: --forwarded-allow-ips: 'proxy.local' does not appear"),
-    (["--proxy-headers", "--forwarded-allow-ips", ","], {},
-     "lolo-run: --forwarded-allow-ips is empty"),
-    (["--proxy-headers"], {"FORWARDED_ALLOW_IPS": "10.0.0.0/33"},
-     "lolo-run: $FORWARDED_ALLOW_IPS: '10.0.0.0/33' does not appear"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--forwarded-allow-ips", "127.0.0.1"],
+            {},
+            "lolo-run: --forwarded-allow-ips needs --proxy-headers",
+        ),
+        (
+            ["--proxy-headers", "--forwarded-allow-ips", "proxy.local"],
+            {},
+            "lolo-run: --forwarded-allow-ips: 'proxy.local' does not appear",
+        ),
+        (
+            ["--proxy-headers", "--forwarded-allow-ips", ","],
+            {},
+            "lolo-run: --forwarded-allow-ips is empty",
+        ),
+        (
+            ["--proxy-headers"],
+            {"FORWARDED_ALLOW_IPS": "10.0.0.0/33"},
+            "lolo-run: $FORWARDED_ALLOW_IPS: '10.0.0.0/33' does not appear",
+        ),
+    ],
+)
 def test_a_bad_trust_list_exits_2_with_one_line(
-        tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
-    done = run_briefly(str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3"), *args,
-                       env=env)
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = run_briefly(
+        str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3"), *args, env=env
+    )
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(message), done.stderr
@@ -319,18 +426,30 @@ def test_each_event_loop_serves_the_chat(loop: str, tmp_path: Path) -> None:
     assert f"({expected} event loop)" in log
 
 
-WITHOUT_UVLOOP = [sys.executable, "-c",
-                  "import sys; sys.modules['uvloop'] = None\n"
-                  "from lolo_runtime.cli import main; sys.exit(main(sys.argv[1:]))"]
+WITHOUT_UVLOOP = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['uvloop'] = None\n"
+    "from lolo_runtime.cli import main; sys.exit(main(sys.argv[1:]))",
+]
 
 
 def test_loop_uvloop_without_uvloop_exits_2_with_one_line(tmp_path: Path) -> None:
-    done = run_briefly(str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3"),
-                       "--loop", "uvloop", command=WITHOUT_UVLOOP)
+    done = run_briefly(
+        str(CHAT),
+        "--port",
+        "0",
+        "--state",
+        str(tmp_path / "s.sqlite3"),
+        "--loop",
+        "uvloop",
+        command=WITHOUT_UVLOOP,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         "lolo-run: --loop uvloop: uvloop is not installed (pip install "
-        "'lolo-runtime[uvloop]', or use --loop asyncio)"]
+        "'lolo-runtime[uvloop]', or use --loop asyncio)"
+    ]
 
 
 @contextmanager
@@ -359,8 +478,7 @@ def started(command: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]
 
 
 def test_loop_auto_without_uvloop_falls_back_to_asyncio(tmp_path: Path) -> None:
-    command = [*WITHOUT_UVLOOP, str(CHAT), "--port", "0", "--state",
-               str(tmp_path / "s.sqlite3")]
+    command = [*WITHOUT_UVLOOP, str(CHAT), "--port", "0", "--state", str(tmp_path / "s.sqlite3")]
     with started(command) as (proc, port):
         sender, heard = asyncio.run(chat(f"ws://127.0.0.1:{port}/socket"))
         assert heard == f"{sender} says: hello there"
@@ -393,15 +511,25 @@ def test_help_describes_the_deployment_options(command: list[str]) -> None:
         assert claim in text, claim
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["--port", "70000"], {}, "lolo-run: error: argument --port: invalid port number value: "
-     "'70000'"),
-    (["--port", "-1"], {}, "lolo-run: error: argument --port: invalid port number value: '-1'"),
-    ([], {"PORT": "99999"}, "lolo-run: $PORT must be a port number from 0 to 65535, not "
-     "'99999'"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--port", "70000"],
+            {},
+            "lolo-run: error: argument --port: invalid port number value: '70000'",
+        ),
+        (["--port", "-1"], {}, "lolo-run: error: argument --port: invalid port number value: '-1'"),
+        (
+            [],
+            {"PORT": "99999"},
+            "lolo-run: $PORT must be a port number from 0 to 65535, not '99999'",
+        ),
+    ],
+)
 def test_a_port_out_of_range_exits_2_without_a_traceback(
-        tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
     done = run_briefly(str(CHAT), "--state", str(tmp_path / "s.sqlite3"), *args, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == message

@@ -14,8 +14,13 @@ JSON = {"Content-Type": "application/json"}
 
 
 def test_the_flow_checks() -> None:
-    done = subprocess.run([*lolo_run_command(), "check", str(FLOW)], capture_output=True,
-                          text=True, timeout=30, cwd=ROOT)
+    done = subprocess.run(
+        [*lolo_run_command(), "check", str(FLOW)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, f"{FLOW}: ok", "")
 
 
@@ -37,21 +42,35 @@ def test_notes_need_a_key_to_write_and_survive_a_restart(tmp_path: Path) -> None
         assert fetch(port, "GET", "/notes").json() == {"notes": []}
 
         anonymous = fetch(port, "POST", "/notes", b'{"text": "buy milk"}', JSON)
-        forged = fetch(port, "POST", "/notes", b'{"text": "buy milk"}',
-                       {**JSON, "Authorization": "Bearer lolo_00000000_" + "A" * 43})
+        forged = fetch(
+            port,
+            "POST",
+            "/notes",
+            b'{"text": "buy milk"}',
+            {**JSON, "Authorization": "Bearer lolo_00000000_" + "A" * 43},
+        )
         assert (anonymous.status, forged.status) == (401, 401)
         assert anonymous.headers["www-authenticate"] == "Bearer"
 
-        first = fetch(port, "POST", "/notes", b'{"text": "buy milk"}',
-                      {**JSON, "Authorization": f"Bearer {key}"})
+        first = fetch(
+            port,
+            "POST",
+            "/notes",
+            b'{"text": "buy milk"}',
+            {**JSON, "Authorization": f"Bearer {key}"},
+        )
         assert first.status == 201
         assert first.headers["location"] == "/notes/1"
         assert first.json() == {"id": 1, "text": "buy milk", "by": "ann@example.com"}
 
         # A form works too, and the key may come as a header or in the query.
-        second = fetch(port, "POST", "/notes", b"text=call+bob",
-                       {"Content-Type": "application/x-www-form-urlencoded",
-                        "lolo-api-key": key})
+        second = fetch(
+            port,
+            "POST",
+            "/notes",
+            b"text=call+bob",
+            {"Content-Type": "application/x-www-form-urlencoded", "lolo-api-key": key},
+        )
         assert (second.status, second.headers["location"]) == (201, "/notes/2")
         third = fetch(port, "POST", f"/notes?lolo-api-key={key}", b'{"text": "3"}', JSON)
         assert third.headers["location"] == "/notes/3"
@@ -60,8 +79,9 @@ def test_notes_need_a_key_to_write_and_survive_a_restart(tmp_path: Path) -> None
             refused = fetch(port, "POST", "/notes", wrong, {**JSON, "lolo-api-key": key})
             assert refused.status == 400, wrong
             assert "text" in refused.json()["error"]
-        assert fetch(port, "POST", "/notes", b'{"text": ', {**JSON, "lolo-api-key": key}
-                     ).status == 400
+        assert (
+            fetch(port, "POST", "/notes", b'{"text": ', {**JSON, "lolo-api-key": key}).status == 400
+        )
         assert fetch(port, "PUT", "/notes", b"{}", JSON).status == 405
 
         assert fetch(port, "GET", "/notes/1").json() == first.json()
@@ -75,10 +95,18 @@ def test_notes_need_a_key_to_write_and_survive_a_restart(tmp_path: Path) -> None
         port = restarted.port
         listing = fetch(port, "GET", "/notes").json()["notes"]
         assert [(n["id"], n["text"]) for n in listing] == [
-            (1, "buy milk"), (2, "call bob"), (3, "3")]
+            (1, "buy milk"),
+            (2, "call bob"),
+            (3, "3"),
+        ]
         assert fetch(port, "GET", "/notes/2").json()["by"] == "ann@example.com"
-        fourth = fetch(port, "POST", "/notes", json.dumps({"text": "after"}).encode(),
-                       {**JSON, "lolo-api-key": key})
+        fourth = fetch(
+            port,
+            "POST",
+            "/notes",
+            json.dumps({"text": "after"}).encode(),
+            {**JSON, "lolo-api-key": key},
+        )
         assert (fourth.status, fourth.json()["id"]) == (201, 4)
         assert restarted.stop() == 0
         assert "Traceback" not in restarted.stderr()

@@ -142,8 +142,7 @@ def test_keep_alive_serves_two_requests_on_one_socket(server: LoloProcess) -> No
         assert not http.closed(within=0.3)
 
 
-def test_pipelined_requests_are_answered_in_order_behind_a_slow_one(
-        server: LoloProcess) -> None:
+def test_pipelined_requests_are_answered_in_order_behind_a_slow_one(server: LoloProcess) -> None:
     with Http(server.port) as http:
         started = time.monotonic()
         http.send(get("/slow?ms=400") + get("/users/7") + get("/files/a/b.txt"))
@@ -163,8 +162,7 @@ def test_http_1_0_without_keep_alive_is_closed_after_the_answer(server: LoloProc
         assert http.closed()
 
 
-def test_http_1_0_with_keep_alive_is_told_the_connection_stays_open(
-        server: LoloProcess) -> None:
+def test_http_1_0_with_keep_alive_is_told_the_connection_stays_open(server: LoloProcess) -> None:
     """An HTTP/1.0 client assumes the server closes unless the answer says keep-alive."""
     with Http(server.port) as http:
         http.send(b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -185,7 +183,8 @@ def test_connection_close_closes_after_the_answer(server: LoloProcess) -> None:
 
 
 def test_a_client_that_half_closes_gets_its_answers_then_the_connection_closes(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     with Http(server.port) as http:
         http.send(get("/slow?ms=200") + get("/echo"))
         http.sock.shutdown(socket.SHUT_WR)
@@ -200,8 +199,11 @@ def test_a_client_that_half_closes_gets_its_answers_then_the_connection_closes(
 
 def test_a_content_length_body_reaches_the_handler(server: LoloProcess) -> None:
     body = b'{"name": "ada", "n": [1, 2]}'
-    reply = ask(server, b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
-                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    reply = ask(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
     assert reply.status == 200
     seen = reply.json()
     assert seen["method"] == "POST"
@@ -210,9 +212,12 @@ def test_a_content_length_body_reaches_the_handler(server: LoloProcess) -> None:
 
 
 def test_a_chunked_body_is_reassembled(server: LoloProcess) -> None:
-    reply = ask(server, b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n"
-                b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n")
+    reply = ask(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n",
+    )
     assert reply.status == 200
     assert reply.json()["body"] == "hello, world"
 
@@ -237,7 +242,8 @@ def test_head_has_the_length_of_get_and_no_body(server: LoloProcess) -> None:
 
 
 def test_a_no_content_answer_has_no_length_and_the_connection_stays_usable(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     with Http(server.port) as http:
         http.send(get("/echo?status=204") + get("/echo?status=304") + get("/echo?after=1"))
         no_content, not_modified, after = http.reply(), http.reply(), http.reply()
@@ -253,8 +259,10 @@ def test_an_informational_status_from_the_app_is_a_500(server: LoloProcess) -> N
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(server: LoloProcess) -> None:
     with Http(server.port) as http:
-        http.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-                  b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        http.send(
+            b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert http.read_exactly(len(CONTINUE)) == CONTINUE
         http.send(b"hello")
         reply = http.reply()
@@ -263,24 +271,28 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(server: LoloPro
 
 
 def test_expect_100_continue_behind_a_slow_answer_comes_after_that_answer(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     """Answers go out in order, and a 100 is an answer's start: it must not overtake the
     answer to the request before it."""
     with Http(server.port) as http:
-        http.send(get("/slow?ms=300") + b"POST /echo HTTP/1.1\r\nHost: test\r\n"
-                  b"Content-Type: text/plain\r\nContent-Length: 5\r\n"
-                  b"Expect: 100-continue\r\n\r\n")
+        http.send(
+            get("/slow?ms=300") + b"POST /echo HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         assert http.reply().header("x-action") == "slow"
         assert http.read_exactly(len(CONTINUE)) == CONTINUE
         http.send(b"later")
         assert http.reply().json()["body"] == "later"
 
 
-def test_expect_100_continue_with_a_too_large_body_gets_413_and_no_100(
-        server: LoloProcess) -> None:
+def test_expect_100_continue_with_a_too_large_body_gets_413_and_no_100(server: LoloProcess) -> None:
     with Http(server.port) as http:
-        http.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
-                  b"Expect: 100-continue\r\n\r\n")
+        http.send(
+            b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         reply = http.reply()
         assert reply.status == 413
         assert http.closed()
@@ -308,8 +320,7 @@ def test_too_many_headers_are_431(server: LoloProcess) -> None:
     assert ask(server, get("/echo", *(f"X-{i}: 1" for i in range(150)))).status == 431
 
 
-def test_a_header_line_that_never_ends_is_431_before_the_head_timeout(
-        server: LoloProcess) -> None:
+def test_a_header_line_that_never_ends_is_431_before_the_head_timeout(server: LoloProcess) -> None:
     """httptools keeps a header line until its CRLF: 1 MiB of one line must not be held
     until the head timeout (nor 1 GiB within it)."""
     with Http(server.port) as http:
@@ -328,8 +339,9 @@ def test_a_header_line_that_never_ends_is_431_before_the_head_timeout(
 
 def test_a_too_large_body_is_413(server: LoloProcess) -> None:
     with Http(server.port) as http:
-        http.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1001\r\n\r\n"
-                  + b"x" * 1001)
+        http.send(
+            b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001
+        )
         assert http.reply().status == 413
         assert http.closed()
 
@@ -337,15 +349,19 @@ def test_a_too_large_body_is_413(server: LoloProcess) -> None:
 def test_a_too_large_chunked_body_is_413(server: LoloProcess) -> None:
     chunk = b"x" * 600
     with Http(server.port) as http:
-        http.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  + (b"258\r\n" + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
+        http.send(
+            b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"258\r\n" + chunk + b"\r\n") * 2
+            + b"0\r\n\r\n"
+        )
         assert http.reply().status == 413
         assert http.closed()
 
 
 def test_a_body_at_the_limit_is_accepted(server: LoloProcess) -> None:
-    reply = ask(server, b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n"
-                + b"y" * 1000)
+    reply = ask(
+        server, b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n" + b"y" * 1000
+    )
     assert reply.status == 200
     assert reply.json()["body"] == {"base64": "eXl5" * 333 + "eQ=="}
 
@@ -361,8 +377,7 @@ def test_a_head_not_finished_in_time_is_408(server: LoloProcess) -> None:
     assert HEAD_TIMEOUT * 0.8 <= waited < HEAD_TIMEOUT + 1.5
 
 
-def test_a_head_that_arrives_behind_a_slow_answer_still_times_out(
-        server: LoloProcess) -> None:
+def test_a_head_that_arrives_behind_a_slow_answer_still_times_out(server: LoloProcess) -> None:
     """The second head started while the first request was served; it must not be allowed
     to dribble in forever once the first answer is out."""
     with Http(server.port) as http:
@@ -390,8 +405,10 @@ def test_a_body_that_stops_arriving_is_408(server: LoloProcess) -> None:
 def test_a_slow_body_that_keeps_coming_is_not_cut_off(server: LoloProcess) -> None:
     """Only a body that stops is timed out: this one takes twice the timeout in all."""
     with Http(server.port) as http:
-        http.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-                  b"Content-Length: 8\r\n\r\n")
+        http.send(
+            b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 8\r\n\r\n"
+        )
         for byte in b"12345678":
             time.sleep(HEAD_TIMEOUT / 4)
             http.send(bytes([byte]))
@@ -400,8 +417,7 @@ def test_a_slow_body_that_keeps_coming_is_not_cut_off(server: LoloProcess) -> No
     assert reply.json()["body"] == "12345678"
 
 
-def test_an_idle_keep_alive_connection_can_still_send_a_slow_head(
-        server: LoloProcess) -> None:
+def test_an_idle_keep_alive_connection_can_still_send_a_slow_head(server: LoloProcess) -> None:
     """The head timeout counts from the start of a head, not from the previous answer."""
     with Http(server.port) as http:
         http.send(get("/echo"))
@@ -431,20 +447,22 @@ def test_a_wrong_method_is_405_with_allow(server: LoloProcess) -> None:
     assert ask(server, b"DELETE /users/1 HTTP/1.1\r\nHost: test\r\n\r\n").status == 200
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GARBAGE\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost test\r\n\r\n",
-    b"GET /echo HTTP/9.9\r\nHost: test\r\n\r\n",
-    # Request smuggling shapes: both framings, or two lengths.
-    b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-    b"hello!",
-    b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-], ids=["garbage", "header-without-colon", "version", "cl-and-te", "two-lengths",
-        "bad-chunk"])
-def test_a_malformed_request_is_400_and_closed(server: LoloProcess,
-                                               request_bytes: bytes) -> None:
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost test\r\n\r\n",
+        b"GET /echo HTTP/9.9\r\nHost: test\r\n\r\n",
+        # Request smuggling shapes: both framings, or two lengths.
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+        b"hello!",
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["garbage", "header-without-colon", "version", "cl-and-te", "two-lengths", "bad-chunk"],
+)
+def test_a_malformed_request_is_400_and_closed(server: LoloProcess, request_bytes: bytes) -> None:
     with Http(server.port) as http:
         http.send(request_bytes)
         assert http.reply().status == 400
@@ -453,8 +471,7 @@ def test_a_malformed_request_is_400_and_closed(server: LoloProcess,
 
 def test_route_params_and_the_wildcard_are_captured(server: LoloProcess) -> None:
     user = ask(server, get("/users/42?x=1")).json()
-    assert (user["params"], user["path"], user["query"]) == ({"id": "42"}, "/users/42",
-                                                             {"x": "1"})
+    assert (user["params"], user["path"], user["query"]) == ({"id": "42"}, "/users/42", {"x": "1"})
     deep = ask(server, get("/files/a/b/c.txt")).json()
     assert deep["params"] == {"*": "a/b/c.txt"}
     assert ask(server, get("/files/")).json()["params"] == {"*": ""}
@@ -468,7 +485,9 @@ def test_the_path_params_and_query_are_percent_decoded(server: LoloProcess) -> N
     files = ask(server, get("/files/a%20b/c%3Fd%23e")).json()
     assert files["params"] == {"*": "a b/c?d#e"}
     assert ask(server, get("/%65cho?q=a%20b&r=%C3%A9&q=2")).json()["query"] == {
-        "q": ["a b", "2"], "r": "é"}
+        "q": ["a b", "2"],
+        "r": "é",
+    }
 
 
 def test_an_encoded_slash_stays_inside_its_segment(server: LoloProcess) -> None:

@@ -20,9 +20,19 @@ def test_wrk_load_is_answered_in_full_by_lolo_run_and_the_reference(tmp_path: Pa
     if shutil.which("wrk") is None:
         unavailable("needs wrk (Debian package wrk: apt-get install wrk)")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "http_run.py"), "--quick", "--no-pin",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "http_run.py"),
+            "--quick",
+            "--no-pin",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "http-quick.json").read_text())["summary"]
     assert set(summary) == {"H1", "H2"}

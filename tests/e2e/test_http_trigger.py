@@ -31,12 +31,18 @@ class Reply:
         return json.loads(self.body)
 
 
-def fetch(conn: http.client.HTTPConnection | int, method: str, path: str,
-          body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+def fetch(
+    conn: http.client.HTTPConnection | int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
     """One request, on ``conn`` (kept open for the next) or on a new connection to a port."""
     own = isinstance(conn, int)
-    client = http.client.HTTPConnection("127.0.0.1", conn, timeout=10) if isinstance(
-        conn, int) else conn
+    client = (
+        http.client.HTTPConnection("127.0.0.1", conn, timeout=10) if isinstance(conn, int) else conn
+    )
     try:
         client.request(method, path, body=body, headers=headers or {})
         response = client.getresponse()
@@ -49,8 +55,11 @@ def fetch(conn: http.client.HTTPConnection | int, method: str, path: str,
 
 def log_lines(server: LoloProcess, *needles: str) -> list[str]:
     """The log lines (tracebacks excluded) holding every one of ``needles``."""
-    return [line for line in server.stderr().splitlines()
-            if re.match(r"\d{4}-", line) and all(n in line for n in needles)]
+    return [
+        line
+        for line in server.stderr().splitlines()
+        if re.match(r"\d{4}-", line) and all(n in line for n in needles)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +81,9 @@ def server(tmp_path: Path) -> Iterator[LoloProcess]:
 
 
 def test_the_event_carries_the_request(shared: LoloProcess) -> None:
-    reply = fetch(shared.port, "GET", "/users/42/items/x%20y?a=1&a=2&b=&c=%C3%A9",
-                  headers={"X-Custom": "yes"})
+    reply = fetch(
+        shared.port, "GET", "/users/42/items/x%20y?a=1&a=2&b=&c=%C3%A9", headers={"X-Custom": "yes"}
+    )
     assert reply.status == 200
     ev = reply.json()
     assert ev["method"] == "GET"
@@ -84,7 +94,11 @@ def test_the_event_carries_the_request(shared: LoloProcess) -> None:
     assert ev["headers"]["x-custom"] == "yes"
     assert ev["headers"]["host"] == f"127.0.0.1:{shared.port}"
     assert (ev["body"], ev["bodyType"], ev["rawBody"], ev["rawBodyType"]) == (
-        None, "NoneType", "", "bytes")
+        None,
+        "NoneType",
+        "",
+        "bytes",
+    )
     assert re.fullmatch(r"127\.0\.0\.1:\d+", ev["peer"])
     assert ev["scheme"] == "http"
     assert ev["session"] is None
@@ -112,18 +126,25 @@ def test_every_request_has_a_session_id_of_its_own(shared: LoloProcess) -> None:
     assert len(set(ids)) == 4, ids
 
 
-@pytest.mark.parametrize(("body", "content_type", "parsed", "kind"), [
-    (b'{"x": [1, 2], "y": "\\u00e9"}', "application/json", {"x": [1, 2], "y": "é"}, "dict"),
-    (b"[1, 2]", "application/json; charset=utf-8", [1, 2], "list"),
-    (b"a=1&b=2&b=3&c=", "application/x-www-form-urlencoded",
-     {"a": "1", "b": ["2", "3"], "c": ""}, "dict"),
-    ("héllo".encode(), "text/plain; charset=utf-8", "héllo", "str"),
-    (b"\x00\x01\xfe", "application/octet-stream", None, "bytes"),
-    (b"\x00\x01\xfe", None, None, "bytes"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type", "parsed", "kind"),
+    [
+        (b'{"x": [1, 2], "y": "\\u00e9"}', "application/json", {"x": [1, 2], "y": "é"}, "dict"),
+        (b"[1, 2]", "application/json; charset=utf-8", [1, 2], "list"),
+        (
+            b"a=1&b=2&b=3&c=",
+            "application/x-www-form-urlencoded",
+            {"a": "1", "b": ["2", "3"], "c": ""},
+            "dict",
+        ),
+        ("héllo".encode(), "text/plain; charset=utf-8", "héllo", "str"),
+        (b"\x00\x01\xfe", "application/octet-stream", None, "bytes"),
+        (b"\x00\x01\xfe", None, None, "bytes"),
+    ],
+)
 def test_the_body_is_parsed_by_content_type_and_raw_body_is_kept(
-        shared: LoloProcess, body: bytes, content_type: str | None, parsed: Any,
-        kind: str) -> None:
+    shared: LoloProcess, body: bytes, content_type: str | None, parsed: Any, kind: str
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     ev = fetch(shared.port, "POST", "/echo", body, headers).json()
     assert (ev["body"], ev["bodyType"]) == (parsed, kind)
@@ -149,39 +170,49 @@ def test_json_that_does_not_parse_is_400_before_any_handler_runs(server: LoloPro
 # replies
 
 
-@pytest.mark.parametrize(("kind", "status", "content_type", "body"), [
-    ("dict", 200, "application/json", '{"a":1,"é":[true,null]}'.encode()),
-    ("list", 200, "application/json", b'[1,"two"]'),
-    ("str", 200, "text/plain; charset=utf-8", "plain text é".encode()),
-    ("bytes", 200, "application/octet-stream", b"\x00\x01\xfe\xff"),
-    ("custom", 202, "text/csv", b"a,b\n"),
-    ("empty", 204, None, b""),
-    ("late", 200, "text/plain; charset=utf-8", b"late but in time"),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "content_type", "body"),
+    [
+        ("dict", 200, "application/json", '{"a":1,"é":[true,null]}'.encode()),
+        ("list", 200, "application/json", b'[1,"two"]'),
+        ("str", 200, "text/plain; charset=utf-8", "plain text é".encode()),
+        ("bytes", 200, "application/octet-stream", b"\x00\x01\xfe\xff"),
+        ("custom", 202, "text/csv", b"a,b\n"),
+        ("empty", 204, None, b""),
+        ("late", 200, "text/plain; charset=utf-8", b"late but in time"),
+    ],
+)
 def test_a_reply_is_sent_as_its_body_type_says(
-        shared: LoloProcess, kind: str, status: int, content_type: str | None,
-        body: bytes) -> None:
+    shared: LoloProcess, kind: str, status: int, content_type: str | None, body: bytes
+) -> None:
     reply = fetch(shared.port, "GET", f"/reply?kind={kind}")
     assert (reply.status, reply.headers.get("content-type"), reply.body) == (
-        status, content_type, body)
+        status,
+        content_type,
+        body,
+    )
     if kind == "custom":
         assert reply.headers["x-probe"] == "yes"
 
 
 def test_a_header_value_that_is_not_a_string_is_500_and_logged_with_the_node_id(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     reply = fetch(server.port, "GET", "/reply?kind=bad-header")
     assert reply.status == 500
     assert b"never sent" not in reply.body
     assert server.stop() == 0
     errors = log_lines(server, "ERROR", "[http-probe/replier session=")
     assert len(errors) == 1, server.stderr()
-    assert ("emit('response', ...): the value of header 'x-count' must be a str, not int (3)"
-            in errors[0])
+    assert (
+        "emit('response', ...): the value of header 'x-count' must be a str, not int (3)"
+        in errors[0]
+    )
 
 
 def test_no_response_within_the_timeout_is_504_and_a_warning_names_the_trigger(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     started = time.monotonic()
     reply = fetch(server.port, "GET", "/silent")
     waited = time.monotonic() - started
@@ -226,8 +257,7 @@ def test_methods_outside_the_list_are_405_with_allow(shared: LoloProcess) -> Non
 # lolo/api-auth in front of an HTTP trigger
 
 
-def test_api_auth_takes_the_key_from_header_bearer_or_query(
-        tmp_path: Path) -> None:
+def test_api_auth_takes_the_key_from_header_bearer_or_query(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite3"
     ann = lolo_keys(state, "create", "--email", "ann@example.com", "--account", "acct-ann")
     bob = lolo_keys(state, "create", "--email", "bob@example.com")
@@ -269,13 +299,18 @@ def test_api_auth_takes_the_key_from_header_bearer_or_query(
 
 def test_a_path_that_is_not_a_valid_pattern_is_a_load_error(tmp_path: Path) -> None:
     flow = tmp_path / "bad.yaml"
-    flow.write_text("app: bad\nnodes:\n"
-                    "  - {id: a, type: lolo/http-trigger, params: {path: /a/*/b}}\n"
-                    "  - id: b\n    type: lolo/http-trigger\n    params: {path: '/b/:1'}\n")
-    for command in (["check", str(flow)], [str(flow), "--port", "0",
-                                           "--state", str(tmp_path / "s.sqlite3")]):
-        done = subprocess.run([*lolo_run_command(), *command], capture_output=True, text=True,
-                              timeout=30)
+    flow.write_text(
+        "app: bad\nnodes:\n"
+        "  - {id: a, type: lolo/http-trigger, params: {path: /a/*/b}}\n"
+        "  - id: b\n    type: lolo/http-trigger\n    params: {path: '/b/:1'}\n"
+    )
+    for command in (
+        ["check", str(flow)],
+        [str(flow), "--port", "0", "--state", str(tmp_path / "s.sqlite3")],
+    ):
+        done = subprocess.run(
+            [*lolo_run_command(), *command], capture_output=True, text=True, timeout=30
+        )
         assert done.returncode == 2
         assert done.stderr.splitlines() == [
             f"{flow}:3: node 'a': params.path: path '/a/*/b': '*' may only be the last "

@@ -28,15 +28,25 @@ KEY = re.compile(r"lolo_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test's environment without a store chosen by the caller's own variables."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LOLO_REDIS_URL", "LOLO_STATE", "LOLO_WORKER")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LOLO_REDIS_URL", "LOLO_STATE", "LOLO_WORKER")
+    }
     return {**env, **extra}
 
 
-def lolo(*args: str, cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*lolo_run_command(), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env or clean_env())
+def lolo(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*lolo_run_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env or clean_env(),
+    )
 
 
 class OnRedis(LoloProcess):
@@ -49,8 +59,9 @@ class OnRedis(LoloProcess):
 
     def start(self) -> OnRedis:
         command = [*lolo_run_command(), str(self.flow), "--port", "0", *self.args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=self.env, cwd=self.cwd)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=self.cwd
+        )
         self.port = self._wait_for_listening()
         return self
 
@@ -129,34 +140,45 @@ def test_keys_create_list_revoke_on_redis(redis_server: RedisServer, tmp_path: P
     assert all(PASSWORD not in output for output in outputs)
 
 
-@pytest.mark.parametrize("args", [
-    ["keys", "create", "--email", "a@b.co"],
-    ["keys", "list"],
-    ["keys", "revoke", "lolo_00000000"],
-    [str(FLOW), "--port", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["keys", "create", "--email", "a@b.co"],
+        ["keys", "list"],
+        ["keys", "revoke", "lolo_00000000"],
+        [str(FLOW), "--port", "0"],
+    ],
+)
 def test_state_and_redis_together_are_a_usage_error(args: list[str], tmp_path: Path) -> None:
-    done = lolo(*args, "--state", str(tmp_path / "s.sqlite3"),
-                "--redis", f"redis://127.0.0.1:{free_port()}/0", cwd=tmp_path)
+    done = lolo(
+        *args,
+        "--state",
+        str(tmp_path / "s.sqlite3"),
+        "--redis",
+        f"redis://127.0.0.1:{free_port()}/0",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2, done.stderr
     assert "--state" in done.stderr and "--redis" in done.stderr
     assert done.stdout == ""
     assert not (tmp_path / "s.sqlite3").exists()
 
 
-@pytest.mark.parametrize("args", [
-    [str(FLOW), "--port", "0"],
-    ["keys", "create", "--email", "a@b.co"],
-    ["keys", "list"],
-    ["keys", "revoke", "lolo_00000000"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [str(FLOW), "--port", "0"],
+        ["keys", "create", "--email", "a@b.co"],
+        ["keys", "list"],
+        ["keys", "revoke", "lolo_00000000"],
+    ],
+)
 def test_unreachable_redis_fails_quickly_without_showing_the_password(
     args: list[str], tmp_path: Path
 ) -> None:
     port = free_port()
     url = f"redis://:secretpw@127.0.0.1:{port}/0"
-    for env, extra in ((clean_env(), ["--redis", url]),
-                       (clean_env(LOLO_REDIS_URL=url), [])):
+    for env, extra in ((clean_env(), ["--redis", url]), (clean_env(LOLO_REDIS_URL=url), [])):
         started = time.monotonic()
         done = lolo(*args, *extra, cwd=tmp_path, env=env, timeout=20)
         took = time.monotonic() - started
@@ -168,8 +190,7 @@ def test_unreachable_redis_fails_quickly_without_showing_the_password(
     assert not (tmp_path / ".lolo").exists()
 
 
-def test_notes_on_redis_are_shared_by_processes(redis_server: RedisServer,
-                                                tmp_path: Path) -> None:
+def test_notes_on_redis_are_shared_by_processes(redis_server: RedisServer, tmp_path: Path) -> None:
     url = redis_server.url
     key = create_key(url, "ann@example.com", tmp_path)
     auth = {**JSON, "Authorization": f"Bearer {key}"}
@@ -188,8 +209,11 @@ def test_notes_on_redis_are_shared_by_processes(redis_server: RedisServer,
             notes = fetch(server.port, "GET", "/notes").json()["notes"]
             assert [(n["id"], n["text"]) for n in notes] == [(1, "buy milk"), (2, "call bob")]
         # Many writes through both at once: every id handed out once.
-        ids = [fetch(server.port, "POST", "/notes", b'{"text": "x"}', auth).json()["id"]
-               for _ in range(10) for server in (one, two)]
+        ids = [
+            fetch(server.port, "POST", "/notes", b'{"text": "x"}', auth).json()["id"]
+            for _ in range(10)
+            for server in (one, two)
+        ]
         assert sorted(ids) == list(range(3, 23))
         # A key revoked on Redis is refused by the running processes.
         prefix = "lolo_" + KEY.fullmatch(key).group(1)  # type: ignore[union-attr]
@@ -216,8 +240,11 @@ def test_serving_through_a_redis_outage(redis_server: RedisServer, tmp_path: Pat
         assert fetch(app.port, "POST", "/notes", b'{"text": "one"}', auth).status == 201
 
         redis_server.stop()
-        for method, path, body in (("GET", "/notes", None), ("GET", "/notes/1", None),
-                                   ("POST", "/notes", b'{"text": "two"}')):
+        for method, path, body in (
+            ("GET", "/notes", None),
+            ("GET", "/notes/1", None),
+            ("POST", "/notes", b'{"text": "two"}'),
+        ):
             started = time.monotonic()
             reply = fetch(app.port, method, path, body, auth)
             assert reply.status == 500, (method, path, reply.status)
@@ -228,8 +255,13 @@ def test_serving_through_a_redis_outage(redis_server: RedisServer, tmp_path: Pat
         password_url(redis_server)
         key = create_key(url, "ann@example.com", tmp_path)
         assert fetch(app.port, "GET", "/notes").json() == {"notes": []}
-        again = fetch(app.port, "POST", "/notes", b'{"text": "two"}',
-                      {**JSON, "Authorization": f"Bearer {key}"})
+        again = fetch(
+            app.port,
+            "POST",
+            "/notes",
+            b'{"text": "two"}',
+            {**JSON, "Authorization": f"Bearer {key}"},
+        )
         assert (again.status, again.json()["id"]) == (201, 1)
         assert app.stop() == 0
         log = app.stderr()
@@ -238,11 +270,13 @@ def test_serving_through_a_redis_outage(redis_server: RedisServer, tmp_path: Pat
     assert PASSWORD not in log
 
 
-@pytest.mark.parametrize("url", ["", "http://127.0.0.1:6379/0", "localhost:6379",
-                                 "http://:secretpw@127.0.0.1/0"])
+@pytest.mark.parametrize(
+    "url", ["", "http://127.0.0.1:6379/0", "localhost:6379", "http://:secretpw@127.0.0.1/0"]
+)
 @pytest.mark.parametrize("args", [[str(FLOW), "--port", "0"], ["keys", "list"]])
-def test_a_url_that_is_not_redis_is_a_usage_error(url: str, args: list[str],
-                                                  tmp_path: Path) -> None:
+def test_a_url_that_is_not_redis_is_a_usage_error(
+    url: str, args: list[str], tmp_path: Path
+) -> None:
     for env, extra in ((clean_env(), ["--redis", url]), (clean_env(LOLO_REDIS_URL=url), [])):
         if not url and not extra:
             continue  # an empty $LOLO_REDIS_URL means none: see the next test
@@ -256,15 +290,15 @@ def test_an_explicit_state_file_wins_over_lolo_redis_url(tmp_path: Path) -> None
     # $LOLO_REDIS_URL points nowhere; --state names a file: the file is used.
     env = clean_env(LOLO_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     state = tmp_path / "s.sqlite3"
-    done = lolo("keys", "create", "--email", "a@b.co", "--state", str(state),
-                cwd=tmp_path, env=env)
+    done = lolo("keys", "create", "--email", "a@b.co", "--state", str(state), cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert KEY.fullmatch(done.stdout.strip())
     assert state.exists()
 
 
 def test_an_empty_lolo_redis_url_means_a_state_file(tmp_path: Path) -> None:
-    done = lolo("keys", "create", "--email", "a@b.co", cwd=tmp_path,
-                env=clean_env(LOLO_REDIS_URL=""))
+    done = lolo(
+        "keys", "create", "--email", "a@b.co", cwd=tmp_path, env=clean_env(LOLO_REDIS_URL="")
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / ".lolo" / "state.sqlite3").exists()

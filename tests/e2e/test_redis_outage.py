@@ -62,8 +62,9 @@ async def relayed(sender: Client, receiver: Client, text: str) -> None:
     assert await receiver.recv(3) == f"{sender.id} says: {text}"
 
 
-async def first_delivery(sender: Client, receiver: Client, tag: str, since: float,
-                         within: float = 10.0) -> float:
+async def first_delivery(
+    sender: Client, receiver: Client, tag: str, since: float, within: float = 10.0
+) -> float:
     """``sender`` says "<tag> i" every 100 ms until ``receiver`` hears one; how long after
     ``since`` that was. Whatever else ``receiver`` hears meanwhile must not be old news."""
     done = asyncio.Event()
@@ -101,7 +102,8 @@ RECOVERY_LINE = r" WARNING .*Redis at redis://127\.0\.0\.1:\d+/0 is back after"
 
 @pytest.mark.timeout(60)
 def test_a_redis_outage_keeps_local_chat_going_and_cross_process_chat_resumes(
-    redis_server: RedisServer, pair: tuple[ChatProcess, ChatProcess],
+    redis_server: RedisServer,
+    pair: tuple[ChatProcess, ChatProcess],
 ) -> None:
     a, b = pair
     figures: dict[str, float] = {}
@@ -132,8 +134,7 @@ def test_a_redis_outage_keeps_local_chat_going_and_cross_process_chat_resumes(
             await relayed(b1, b2, "local on B")
             # ...and its handlers' ctx.state calls fail fast: `remember` logs an error
             # with its node id, and the sender stays connected.
-            [failed] = await log_shows(a, rf"\[chat-cluster/remember session={a1.id}\]",
-                                       within=3)
+            [failed] = await log_shows(a, rf"\[chat-cluster/remember session={a1.id}\]", within=3)
             figures["remember failed after"] = time.monotonic() - sent_at
             assert " ERROR " in failed and "StateError" in failed, failed
             await log_shows(b, rf"\[chat-cluster/remember session={b1.id}\]", within=3)
@@ -161,8 +162,9 @@ def test_a_redis_outage_keeps_local_chat_going_and_cross_process_chat_resumes(
             await asyncio.to_thread(redis_server.start)
             up_at = time.monotonic()  # start() returned at its first PONG
 
-            a_to_b, b_to_a = await asyncio.gather(first_delivery(a1, b1, "probe A", up_at),
-                                                  first_delivery(b2, a2, "probe B", up_at))
+            a_to_b, b_to_a = await asyncio.gather(
+                first_delivery(a1, b1, "probe A", up_at), first_delivery(b2, a2, "probe B", up_at)
+            )
             figures["A to B resumed after"], figures["B to A resumed after"] = a_to_b, b_to_a
             # Drain the probes the clients heard meanwhile.
             for client in (a1, a2, b1, b2):
@@ -180,6 +182,7 @@ def test_a_redis_outage_keeps_local_chat_going_and_cross_process_chat_resumes(
             await relayed(b1, a1, "after too")
 
     asyncio.run(scenario())
+
     # ctx.state works again: a newcomer sees the messages said since Redis came back
     # (those from before are gone with the test's redis-server, which keeps nothing).
     async def history_now() -> list[Any] | None:
@@ -193,8 +196,11 @@ def test_a_redis_outage_keeps_local_chat_going_and_cross_process_chat_resumes(
     for server in pair:
         assert len(lines(server, OUTAGE_LINE)) == 1, server.stderr()
         [back] = lines(server, RECOVERY_LINE)
-        assert re.search(r"is back after \d+\.\ds: resubscribed to 1 channel\(s\); "
-                         r"\d+ message\(s\) for other processes were dropped", back), back
+        assert re.search(
+            r"is back after \d+\.\ds: resubscribed to 1 channel\(s\); "
+            r"\d+ message\(s\) for other processes were dropped",
+            back,
+        ), back
         assert "Traceback" not in server.stderr().split("StateError")[0]
     for name, value in figures.items():
         print(f"{name}: {value:.3f}s")
@@ -209,9 +215,14 @@ def test_a_closed_redis_port_stops_start_up_with_the_url_redacted_and_the_reason
     port = free_port()
     url = f"redis://:s3cret-pass@127.0.0.1:{port}/0"
     started = time.monotonic()
-    done = subprocess.run([*lolo_run_command(), str(CLUSTER), "--port", "0", "--redis", url],
-                          capture_output=True, text=True, timeout=30, cwd=ROOT,
-                          env={k: v for k, v in os.environ.items() if k != "LOLO_REDIS_URL"})
+    done = subprocess.run(
+        [*lolo_run_command(), str(CLUSTER), "--port", "0", "--redis", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "LOLO_REDIS_URL"},
+    )
     took = time.monotonic() - started
     assert done.returncode == 1, done
     assert "Listening" not in done.stdout
@@ -223,7 +234,8 @@ def test_a_closed_redis_port_stops_start_up_with_the_url_redacted_and_the_reason
 
 
 def test_a_dropped_connection_without_a_restart_is_noticed_and_mended(
-    redis_server: RedisServer, pair: tuple[ChatProcess, ChatProcess],
+    redis_server: RedisServer,
+    pair: tuple[ChatProcess, ChatProcess],
 ) -> None:
     """Redis cuts the processes' connections (CLIENT KILL, as when it restarts behind a
     proxy or drops a slow subscriber): they reconnect, resubscribe, and chat resumes."""
@@ -243,7 +255,8 @@ def test_a_dropped_connection_without_a_restart_is_noticed_and_mended(
 
 
 def test_a_stale_publishing_connection_is_not_taken_for_an_outage(
-    redis_server: RedisServer, pair: tuple[ChatProcess, ChatProcess],
+    redis_server: RedisServer,
+    pair: tuple[ChatProcess, ChatProcess],
 ) -> None:
     """Redis (or a proxy) closes the idle connections the processes publish and keep their
     state on: the next publish finds its connection closed. That loses what was in flight
@@ -271,10 +284,9 @@ def test_a_stale_publishing_connection_is_not_taken_for_an_outage(
     expected = [f"m{i}" for i in range(5)]
     texts = [str(frame).split(" says: ")[1] for frame in got]
     print("after the connections were cut, B heard:", texts)
-    assert texts == expected[len(expected) - len(texts):]  # a suffix: at most m0 lost
+    assert texts == expected[len(expected) - len(texts) :]  # a suffix: at most m0 lost
     assert len(texts) >= 4, texts
     for server in pair:
         assert not lines(server, r" ERROR "), server.stderr()
     if len(texts) == 4:
-        assert lines(a, r" WARNING .*1 message\(s\) for other processes were dropped"), \
-            a.stderr()
+        assert lines(a, r" WARNING .*1 message\(s\) for other processes were dropped"), a.stderr()

@@ -39,8 +39,13 @@ def test_two_triggers_share_one_port_by_path(server: LoloProcess) -> None:
         return a, b
 
     a, b = asyncio.run(scenario())
-    assert a == {"path": "/a", "query": {"x": ["1", "2"], "y": ""}, "node": "echo-a",
-                 "has_peer": True, "agent": a["agent"]}
+    assert a == {
+        "path": "/a",
+        "query": {"x": ["1", "2"], "y": ""},
+        "node": "echo-a",
+        "has_peer": True,
+        "agent": a["agent"],
+    }
     assert a["agent"].startswith("Python/")
     assert b["path"] == "/b/deeper"
     assert b["node"] == "echo-b"
@@ -86,18 +91,23 @@ def test_json_log_lines_carry_app_node_and_session(server: LoloProcess) -> None:
 
 def listening_port(tmp_path: Path, flow_port: int, args: list[str], env: dict[str, str]) -> str:
     flow = tmp_path / "flow.yaml"
-    flow.write_text(textwrap.dedent(f"""\
+    flow.write_text(
+        textwrap.dedent(f"""\
         app: ports
         port: {flow_port}
         nodes:
           - id: ws
             type: lolo/websocket-trigger
             params: {{path: /s}}
-        """))
+        """)
+    )
     environment = {k: v for k, v in os.environ.items() if k != "PORT"} | env
     proc = subprocess.Popen(
         [*lolo_run_command(), str(flow), "--state", str(tmp_path / "s.db"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -118,9 +128,17 @@ def test_port_is_flag_then_env_then_flow_file(tmp_path: Path) -> None:
 
 def test_a_taken_port_is_a_clean_error(server: LoloProcess, tmp_path: Path) -> None:
     done = subprocess.run(
-        [*lolo_run_command(), str(TWO_PATHS), "--port", str(server.port),
-         "--state", str(tmp_path / "s.db")],
-        capture_output=True, text=True, timeout=30,
+        [
+            *lolo_run_command(),
+            str(TWO_PATHS),
+            "--port",
+            str(server.port),
+            "--state",
+            str(tmp_path / "s.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 1
     assert f"lolo-run: cannot listen on 127.0.0.1:{server.port}" in done.stderr

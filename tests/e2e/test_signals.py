@@ -26,6 +26,7 @@ def wait_for_line(server: LoloProcess, text: str, timeout: float = 10.0) -> None
 
 def test_sighup_shuts_down_gracefully_with_1001_for_clients() -> None:
     with LoloProcess(CHAT) as server:
+
         async def scenario() -> int | None:
             async with connect(server.url()) as ws:
                 await asyncio.wait_for(ws.recv(), 5)  # the greeting
@@ -43,6 +44,7 @@ def test_sighup_shuts_down_gracefully_with_1001_for_clients() -> None:
 
 def test_a_second_signal_stops_at_once_with_status_3_and_a_clean_store() -> None:
     with LoloProcess(SLEEPY, "--shutdown-timeout", "30") as server:
+
         async def scenario() -> float:
             async with connect(server.url(), close_timeout=0.1) as ws:
                 await ws.send("60")  # a handler that would hold shutdown for 30 s

@@ -82,8 +82,9 @@ def request_line(method: str, target: str) -> str:
     return f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
 
-def fetch(port: int, path: str, method: str = "GET",
-          headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+def fetch(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[http.client.HTTPResponse, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, headers=headers or {})
@@ -93,13 +94,16 @@ def fetch(port: int, path: str, method: str = "GET",
         conn.close()
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("/app.js", "text/javascript; charset=utf-8"),
-    ("/style.css", "text/css; charset=utf-8"),
-    ("/data.json", "application/json; charset=utf-8"),
-    ("/pixel.png", "image/png"),
-    ("/assets/main.css", "text/css; charset=utf-8"),
-])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "text/css; charset=utf-8"),
+        ("/data.json", "application/json; charset=utf-8"),
+        ("/pixel.png", "image/png"),
+        ("/assets/main.css", "text/css; charset=utf-8"),
+    ],
+)
 def test_files_are_served_with_their_content_type(
     server: LoloProcess, site: Path, path: str, kind: str
 ) -> None:
@@ -107,8 +111,9 @@ def test_files_are_served_with_their_content_type(
     assert response.status == 200
     assert response.getheader("content-type") == kind
     assert response.getheader("cache-control") == "no-cache"
-    expected = (site / "assets" / "main.css" if path.startswith("/assets/")
-                else site / "public" / path[1:]).read_bytes()
+    expected = (
+        site / "assets" / "main.css" if path.startswith("/assets/") else site / "public" / path[1:]
+    ).read_bytes()
     assert body == expected
     assert response.getheader("content-length") == str(len(expected))
 
@@ -135,8 +140,10 @@ def test_etag_then_304(server: LoloProcess) -> None:
     first, _ = fetch(server.port, "/style.css")
     etag = first.getheader("etag")
     assert etag and etag.startswith('"'), "expected a strong ETag"
-    status, headers, body = raw(server.port, "GET /style.css HTTP/1.1\r\nHost: x\r\n"
-                                f"If-None-Match: {etag}\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw(
+        server.port,
+        f"GET /style.css HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+    )
     assert (status, body) == (304, b"")
     assert headers["etag"] == etag
     assert "content-length" not in headers
@@ -154,28 +161,31 @@ def test_head_has_no_body_but_the_same_length(server: LoloProcess) -> None:
     assert headers["content-type"] == "image/png"
 
 
-@pytest.mark.parametrize("target", [
-    "/../etc/passwd",
-    "/../secret.txt",
-    "/%2e%2e/%2e%2e/etc/passwd",
-    "/" + "%2e%2e/" * 16 + "etc/passwd",
-    "/" + "../" * 16 + "etc/passwd",
-    "/%2e%2e/secret.txt",
-    "/..%2fsecret.txt",
-    "/%2E%2E%2Fsecret.txt",
-    "/docs/..%2f..%2fsecret.txt",
-    "/..%5csecret.txt",
-    "//etc/passwd",
-    "/%2fetc/passwd",
-    "/index.html%00",
-    "/link-out/file",
-    "/secret-link",
-    "/.hidden",
-    "/%2ehidden",
-    "/assets/../secret.txt",
-    "/assets/%2e%2e/secret.txt",
-    "/nothing-here.html",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../etc/passwd",
+        "/../secret.txt",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/" + "%2e%2e/" * 16 + "etc/passwd",
+        "/" + "../" * 16 + "etc/passwd",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/docs/..%2f..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "//etc/passwd",
+        "/%2fetc/passwd",
+        "/index.html%00",
+        "/link-out/file",
+        "/secret-link",
+        "/.hidden",
+        "/%2ehidden",
+        "/assets/../secret.txt",
+        "/assets/%2e%2e/secret.txt",
+        "/nothing-here.html",
+    ],
+)
 def test_nothing_outside_the_folder_is_served(server: LoloProcess, target: str) -> None:
     status, _, body = raw(server.port, request_line("GET", target))
     assert status == 404, target
@@ -183,15 +193,18 @@ def test_nothing_outside_the_folder_is_served(server: LoloProcess, target: str) 
 
 
 def test_post_is_refused_with_405_and_allow(server: LoloProcess) -> None:
-    status, headers, _ = raw(server.port, "POST /index.html HTTP/1.1\r\nHost: x\r\n"
-                             "Content-Length: 0\r\nConnection: close\r\n\r\n")
+    status, headers, _ = raw(
+        server.port,
+        "POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
     assert status == 405
     assert headers["allow"] == "GET, HEAD"
 
 
 def test_check_reports_a_missing_folder_at_its_line(tmp_path: Path) -> None:
     flow = tmp_path / "flow.yaml"
-    flow.write_text(textwrap.dedent("""\
+    flow.write_text(
+        textwrap.dedent("""\
         app: broken-static
         nodes:
           - id: site
@@ -199,9 +212,11 @@ def test_check_reports_a_missing_folder_at_its_line(tmp_path: Path) -> None:
             params:
               path: /
               dir: not-there
-        """))
-    result = subprocess.run([*lolo_run_command(), "check", str(flow)],
-                            capture_output=True, text=True, timeout=60)
+        """)
+    )
+    result = subprocess.run(
+        [*lolo_run_command(), "check", str(flow)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2, result
     assert f"{flow}:7: " in result.stderr
     assert "not-there" in result.stderr and "does not exist" in result.stderr

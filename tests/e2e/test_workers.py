@@ -30,8 +30,14 @@ class Supervised(LoloProcess):
     def start(self) -> Supervised:
         command = [*lolo_run_command(), str(self.flow), "--port", "0", *self.args]
         # In a process group of its own, like a command a shell runs (see test_ctrl_c).
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=self.env, cwd=ROOT, process_group=0)
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self.env,
+            cwd=ROOT,
+            process_group=0,
+        )
         self.port = self._wait_for_listening()
         return self
 
@@ -117,14 +123,30 @@ def port_is_free(port: int) -> bool:
 
 def test_worker_command_line_drops_workers_and_pins_the_port() -> None:
     assert worker_argv(["run", "f.yaml", "--workers", "4", "--port", "0"], 4100) == [
-        "run", "f.yaml", "--port", "0", "--workers", "1", "--port", "4100"]
+        "run",
+        "f.yaml",
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--port",
+        "4100",
+    ]
     assert worker_argv(["f.yaml", "--workers=4", "--redis", "redis://x", "--", "g"], 9) == [
-        "f.yaml", "--redis", "redis://x", "--workers", "1", "--port", "9", "--", "g"]
+        "f.yaml",
+        "--redis",
+        "redis://x",
+        "--workers",
+        "1",
+        "--port",
+        "9",
+        "--",
+        "g",
+    ]
 
 
 def test_two_workers_serve_one_port(redis_server: RedisServer) -> None:
-    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url,
-                    env=clean_env()) as server:
+    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url, env=clean_env()) as server:
         workers = server.workers()
         assert len(workers) == 2
         assert pids_answering(server, workers) == workers  # every request answered
@@ -139,8 +161,7 @@ def test_two_workers_serve_one_port(redis_server: RedisServer) -> None:
 
 
 def test_a_killed_worker_is_restarted(redis_server: RedisServer) -> None:
-    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url,
-                    env=clean_env()) as server:
+    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url, env=clean_env()) as server:
         victim, survivor = sorted(server.workers())
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: len(server.workers() - {victim, survivor}) == 1, "a new worker")
@@ -153,8 +174,7 @@ def test_a_killed_worker_is_restarted(redis_server: RedisServer) -> None:
 
 
 def test_sigterm_stops_every_worker_and_frees_the_port(redis_server: RedisServer) -> None:
-    with Supervised(FLOW, "--workers", "3", "--redis", redis_server.url,
-                    env=clean_env()) as server:
+    with Supervised(FLOW, "--workers", "3", "--redis", redis_server.url, env=clean_env()) as server:
         workers = server.workers()
         assert len(workers) == 3
         server.get("/probe/pid")
@@ -166,8 +186,17 @@ def test_sigterm_stops_every_worker_and_frees_the_port(redis_server: RedisServer
 
 
 def test_a_second_signal_stops_the_workers_at_once(redis_server: RedisServer) -> None:
-    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url,
-                    "--shutdown-timeout", "30", env=clean_env()) as server:
+    with Supervised(
+        FLOW,
+        "--workers",
+        "2",
+        "--redis",
+        redis_server.url,
+        "--shutdown-timeout",
+        "30",
+        env=clean_env(),
+    ) as server:
+
         def request() -> None:  # cut short by the second signal
             with contextlib.suppress(OSError, http.client.HTTPException, AssertionError):
                 server.get("/probe/slow?s=60", timeout=60)
@@ -188,8 +217,7 @@ def test_a_second_signal_stops_the_workers_at_once(redis_server: RedisServer) ->
 def test_ctrl_c_reaches_each_worker_once(redis_server: RedisServer) -> None:
     """A terminal's Ctrl-C signals the whole foreground process group: the workers, in
     groups of their own, get it from the supervisor only (twice would stop them at once)."""
-    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url,
-                    env=clean_env()) as server:
+    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url, env=clean_env()) as server:
         assert server.proc is not None
         os.killpg(server.proc.pid, signal.SIGINT)
         assert server.wait() == 0, server.stderr()
@@ -198,8 +226,7 @@ def test_ctrl_c_reaches_each_worker_once(redis_server: RedisServer) -> None:
 
 
 def test_workers_stop_when_the_supervisor_is_killed(redis_server: RedisServer) -> None:
-    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url,
-                    env=clean_env()) as server:
+    with Supervised(FLOW, "--workers", "2", "--redis", redis_server.url, env=clean_env()) as server:
         workers = server.workers()
         server.kill()  # SIGKILL: nothing is forwarded
         wait_until(lambda: not any(alive(pid) for pid in workers), "the workers to exit")
@@ -208,9 +235,14 @@ def test_workers_stop_when_the_supervisor_is_killed(redis_server: RedisServer) -
 
 def test_workers_need_redis() -> None:
     port = free_port()
-    done = subprocess.run([*lolo_run_command(), str(FLOW), "--port", str(port), "--workers",
-                           "2"], capture_output=True, text=True, timeout=20, env=clean_env(),
-                          cwd=ROOT)
+    done = subprocess.run(
+        [*lolo_run_command(), str(FLOW), "--port", str(port), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=clean_env(),
+        cwd=ROOT,
+    )
     assert done.returncode == 2
     assert "--redis" in done.stderr
     assert "Listening" not in done.stdout
@@ -218,17 +250,29 @@ def test_workers_need_redis() -> None:
 
 
 @pytest.mark.parametrize("broken", ["flow", "worker-import"])
-def test_a_bad_flow_exits_2_at_once(redis_server: RedisServer, broken: str,
-                                    tmp_path: Path) -> None:
+def test_a_bad_flow_exits_2_at_once(redis_server: RedisServer, broken: str, tmp_path: Path) -> None:
     flow = FLOW
     if broken == "flow":
         flow = tmp_path / "bad.yaml"
         flow.write_text("app: bad\nnodes:\n  - id: x\n    type: lolo/no-such-type\n")
     started = time.monotonic()
     done = subprocess.run(
-        [*lolo_run_command(), str(flow), "--port", "0", "--workers", "2",
-         "--redis", redis_server.url], capture_output=True, text=True, timeout=20,
-        env=clean_env(WORKER_PROBE_FAIL="import"), cwd=ROOT)
+        [
+            *lolo_run_command(),
+            str(flow),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--redis",
+            redis_server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=clean_env(WORKER_PROBE_FAIL="import"),
+        cwd=ROOT,
+    )
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - started < 10
     assert "restarting" not in done.stderr, done.stderr
@@ -240,9 +284,22 @@ def test_a_bad_flow_exits_2_at_once(redis_server: RedisServer, broken: str,
 def test_workers_failing_at_startup_give_up_with_status_1(redis_server: RedisServer) -> None:
     started = time.monotonic()
     done = subprocess.run(
-        [*lolo_run_command(), str(FLOW), "--port", "0", "--workers", "2",
-         "--redis", redis_server.url], capture_output=True, text=True, timeout=30,
-        env=clean_env(WORKER_PROBE_FAIL="setup"), cwd=ROOT)
+        [
+            *lolo_run_command(),
+            str(FLOW),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--redis",
+            redis_server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(WORKER_PROBE_FAIL="setup"),
+        cwd=ROOT,
+    )
     assert done.returncode == 1, done.stderr
     assert time.monotonic() - started < 20
     assert "every worker failed to start 3 times in a row" in done.stderr, done.stderr
@@ -256,8 +313,21 @@ def test_a_port_in_use_fails_before_any_worker_starts(redis_server: RedisServer)
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [*lolo_run_command(), str(FLOW), "--port", str(port), "--workers", "2",
-             "--redis", redis_server.url], capture_output=True, text=True, timeout=20,
-            env=clean_env(), cwd=ROOT)
+            [
+                *lolo_run_command(),
+                str(FLOW),
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--redis",
+                redis_server.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env=clean_env(),
+            cwd=ROOT,
+        )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr

@@ -38,18 +38,30 @@ def server() -> Iterator[LoloProcess]:
         yield process
 
 
-def handshake(path: str = "/socket", *, method: str = "GET", drop: tuple[str, ...] = (),
-              extra: tuple[str, ...] = (), body: bytes = b"",
-              key: str | None = None, version: str | None = "13") -> bytes:
+def handshake(
+    path: str = "/socket",
+    *,
+    method: str = "GET",
+    drop: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    body: bytes = b"",
+    key: str | None = None,
+    version: str | None = "13",
+) -> bytes:
     """An upgrade request; ``drop`` leaves out headers by (lower-case) name."""
     fields = {
-        "host": "127.0.0.1", "upgrade": "websocket", "connection": "Upgrade",
+        "host": "127.0.0.1",
+        "upgrade": "websocket",
+        "connection": "Upgrade",
         "sec-websocket-key": key or base64.b64encode(os.urandom(16)).decode(),
         "sec-websocket-version": version,
     }
     lines = [f"{method} {path} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in fields.items()
-              if name not in drop and value is not None]
+    lines += [
+        f"{name}: {value}"
+        for name, value in fields.items()
+        if name not in drop and value is not None
+    ]
     lines += list(extra)
     if body:
         lines.append(f"content-length: {len(body)}")
@@ -71,13 +83,15 @@ def wait_for(server: LoloProcess, pattern: str, count: int = 1) -> list[str]:
     matches' first groups (or whole matches)."""
     deadline = time.monotonic() + WAIT
     while True:
-        found = [m.group(1) if m.groups() else m.group(0)
-                 for m in re.finditer(pattern, server.stderr())]
+        found = [
+            m.group(1) if m.groups() else m.group(0) for m in re.finditer(pattern, server.stderr())
+        ]
         if len(found) >= count:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"{pattern!r} seen {len(found)} times, wanted {count}:\n"
-                                 f"{server.stderr()}")
+            raise AssertionError(
+                f"{pattern!r} seen {len(found)} times, wanted {count}:\n{server.stderr()}"
+            )
         time.sleep(0.02)
 
 
@@ -113,8 +127,7 @@ def test_a_get_without_upgrade_is_426(server: LoloProcess) -> None:
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE"])
-def test_a_handshake_that_is_not_a_get_is_405_allow_get(server: LoloProcess,
-                                                        method: str) -> None:
+def test_a_handshake_that_is_not_a_get_is_405_allow_get(server: LoloProcess, method: str) -> None:
     reply = refused(server, handshake(method=method))
     assert reply.status == 405
     assert reply.header("allow") == "GET"
@@ -125,11 +138,14 @@ def test_a_post_with_a_json_body_gets_an_http_answer(server: LoloProcess) -> Non
     """Not a dropped connection: 405 with ``Allow: GET``, as for any method the path does
     not serve (also without the upgrade headers, as a confused HTTP client would send)."""
     body = b'{"hello": "socket"}'
-    reply = refused(server, handshake(method="POST", body=body,
-                                      extra=("content-type: application/json",)))
+    reply = refused(
+        server, handshake(method="POST", body=body, extra=("content-type: application/json",))
+    )
     assert (reply.status, reply.header("allow")) == (405, "GET")
-    plain_post = (b"POST /socket HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    plain_post = (
+        b"POST /socket HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     reply = refused(server, plain_post)
     assert (reply.status, reply.header("allow")) == (405, "GET")
     assert_no_chain_ran(server)
@@ -140,26 +156,29 @@ def test_a_get_with_a_body_is_400(server: LoloProcess) -> None:
     assert_no_chain_ran(server)
 
 
-@pytest.mark.parametrize("key", [
-    "abc",  # not base64
-    base64.b64encode(b"eight by").decode(),  # base64, but not 16 bytes
-    "",
-], ids=["not-base64", "wrong-length", "empty"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "abc",  # not base64
+        base64.b64encode(b"eight by").decode(),  # base64, but not 16 bytes
+        "",
+    ],
+    ids=["not-base64", "wrong-length", "empty"],
+)
 def test_a_bad_sec_websocket_key_is_400(server: LoloProcess, key: str) -> None:
     request = handshake(key=key) if key else handshake(drop=("sec-websocket-key",))
     assert refused(server, request).status == 400
     assert_no_chain_ran(server)
 
 
-@pytest.mark.parametrize("version", ["8", "14", "13, 8", None],
-                         ids=["8", "14", "list", "missing"])
+@pytest.mark.parametrize("version", ["8", "14", "13, 8", None], ids=["8", "14", "list", "missing"])
 def test_a_bad_sec_websocket_version_is_426_naming_version_13(
-        server: LoloProcess, version: str | None) -> None:
+    server: LoloProcess, version: str | None
+) -> None:
     """RFC 6455 4.2.2: an error status "such as 426 Upgrade Required" and a
     ``Sec-WebSocket-Version`` header naming the versions the server understands; a 426
     also names the protocol in ``Upgrade`` (RFC 9110 15.5.22)."""
-    request = handshake(version=version) if version else handshake(
-        drop=("sec-websocket-version",))
+    request = handshake(version=version) if version else handshake(drop=("sec-websocket-version",))
     reply = refused(server, request)
     assert reply.status == 426
     assert reply.header("sec-websocket-version") == "13"
@@ -204,8 +223,7 @@ def test_the_chat_handshake_runs_one_req_and_one_close_chain(server: LoloProcess
 # --- how a held handshake ends -----------------------------------------------------------
 
 
-def test_a_req_chain_that_outlives_open_timeout_gets_503_and_one_close(
-        server: LoloProcess) -> None:
+def test_a_req_chain_that_outlives_open_timeout_gets_503_and_one_close(server: LoloProcess) -> None:
     async def scenario() -> tuple[int, float]:
         started = time.monotonic()
         with pytest.raises(InvalidStatus) as refusal:
@@ -225,7 +243,8 @@ def test_a_req_chain_that_outlives_open_timeout_gets_503_and_one_close(
 
 @pytest.mark.parametrize("ms", [400, 1200], ids=["within-open-timeout", "past-it"])
 def test_a_client_that_leaves_during_a_slow_req_chain_gets_one_close(
-        server: LoloProcess, ms: int) -> None:
+    server: LoloProcess, ms: int
+) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(handshake(f"/slow?ms={ms}"))
         wait_for(server, "slow req started")
@@ -268,8 +287,9 @@ def test_failed_handshakes_leave_nothing_behind_in_the_chat(server: LoloProcess)
             hello_a = json.loads(await asyncio.wait_for(a.recv(), WAIT))
             await asyncio.wait_for(b.recv(), WAIT)
             await a.send("hi")
-            assert await asyncio.wait_for(b.recv(), WAIT) == \
-                f"{hello_a['yourConnectionId']} says: hi"
+            assert (
+                await asyncio.wait_for(b.recv(), WAIT) == f"{hello_a['yourConnectionId']} says: hi"
+            )
 
     asyncio.run(fail_some())
     for _ in range(2):  # abandoned while the req chain sleeps

@@ -35,17 +35,21 @@ def request(method: str, *headers: tuple[str, str]) -> HttpRequest:
     return HttpRequest(method, "/", "", list(headers))
 
 
-@pytest.mark.parametrize(("method", "path", "headers", "status", "allow"), [
-    ("GET", "/nowhere", (), 404, None),
-    ("POST", "/get", (), 405, "GET, HEAD"),
-    ("DELETE", "/post", (), 405, "POST"),
-    ("POST", "/post", (("content-length", "11"),), 413, None),
-    ("POST", "/socket", (("content-length", "2"),), 405, "GET"),
-    ("HEAD", "/socket", (), 405, "GET"),
-    ("GET", "/socket", (("content-length", "2"),), 400, None),
-])
-def test_refusals(method: str, path: str, headers: tuple[tuple[str, str], ...], status: int,
-                  allow: str | None) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "allow"),
+    [
+        ("GET", "/nowhere", (), 404, None),
+        ("POST", "/get", (), 405, "GET, HEAD"),
+        ("DELETE", "/post", (), 405, "POST"),
+        ("POST", "/post", (("content-length", "11"),), 413, None),
+        ("POST", "/socket", (("content-length", "2"),), 405, "GET"),
+        ("HEAD", "/socket", (), 405, "GET"),
+        ("GET", "/socket", (("content-length", "2"),), 400, None),
+    ],
+)
+def test_refusals(
+    method: str, path: str, headers: tuple[tuple[str, str], ...], status: int, allow: str | None
+) -> None:
     head = request(method, *headers)
     admission = admit(table(), path, head, has_body(head))
     assert admission.refusal is not None
@@ -53,13 +57,16 @@ def test_refusals(method: str, path: str, headers: tuple[tuple[str, str], ...], 
     assert dict(admission.refusal.headers).get("allow") == allow
 
 
-@pytest.mark.parametrize(("method", "path", "headers"), [
-    ("GET", "/get", ()),
-    ("HEAD", "/get", ()),  # GET serves HEAD
-    ("POST", "/post", (("content-length", "10"),)),  # exactly the limit
-    ("PATCH", "/any/7", (("transfer-encoding", "chunked"),)),  # checked as it arrives
-    ("GET", "/socket", ()),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/get", ()),
+        ("HEAD", "/get", ()),  # GET serves HEAD
+        ("POST", "/post", (("content-length", "10"),)),  # exactly the limit
+        ("PATCH", "/any/7", (("transfer-encoding", "chunked"),)),  # checked as it arrives
+        ("GET", "/socket", ()),
+    ],
+)
 def test_admitted(method: str, path: str, headers: tuple[tuple[str, str], ...]) -> None:
     head = request(method, *headers)
     admission = admit(table(), path, head, has_body(head))
@@ -73,11 +80,14 @@ def test_route_params_are_set_on_the_request() -> None:
     assert head.params == {"id": "a/b"}
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ((), False),
-    ((("content-length", "0"),), False),
-    ((("content-length", "5"),), True),
-    ((("transfer-encoding", "chunked"),), True),
-])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((), False),
+        ((("content-length", "0"),), False),
+        ((("content-length", "5"),), True),
+        ((("transfer-encoding", "chunked"),), True),
+    ],
+)
 def test_has_body(headers: tuple[tuple[str, str], ...], expected: bool) -> None:
     assert has_body(request("POST", *headers)) is expected

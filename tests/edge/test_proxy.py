@@ -53,18 +53,23 @@ def test_when_every_hop_is_trusted_the_first_is_the_client() -> None:
 def test_without_forwarding_headers_a_trusted_proxy_is_the_peer() -> None:
     assert PROXY.client("10.0.0.2", 80, "https", []) == ("10.0.0.2:80", "https")
     assert PROXY.client("10.0.0.2", 80, "http", [("x-forwarded-for", " , ")]) == (
-        "10.0.0.2:80", "http")
+        "10.0.0.2:80",
+        "http",
+    )
 
 
-@pytest.mark.parametrize(("values", "scheme"), [
-    (["https"], "https"),
-    (["HTTPS"], "https"),
-    (["wss"], "https"),
-    (["ws"], "http"),
-    (["http, https"], "https"),  # the nearest proxy's word is last
-    (["https", "http"], "http"),
-    (["gopher"], "http"),  # nonsense is ignored
-])
+@pytest.mark.parametrize(
+    ("values", "scheme"),
+    [
+        (["https"], "https"),
+        (["HTTPS"], "https"),
+        (["wss"], "https"),
+        (["ws"], "http"),
+        (["http, https"], "https"),  # the nearest proxy's word is last
+        (["https", "http"], "http"),
+        (["gopher"], "http"),  # nonsense is ignored
+    ],
+)
 def test_the_forwarded_scheme(values: list[str], scheme: str) -> None:
     headers = [("x-forwarded-proto", value) for value in values]
     assert PROXY.client("10.0.0.2", 1, "http", headers)[1] == scheme

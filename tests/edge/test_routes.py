@@ -7,36 +7,42 @@ import pytest
 from lolo_runtime.edge.routes import PathPattern, PatternError, RouteTable
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("users", "must start with '/'"),
-    ("/files/*/more", "'*' may only be the last segment"),
-    ("/users/:", "is not a valid parameter name"),
-    ("/users/:1st", "is not a valid parameter name"),
-    ("/users/:id-x", "is not a valid parameter name"),
-    ("/a/:id/b/:id", "appears twice"),
-    ("/files*", "mixes text"),
-    ("/a:b", "mixes text"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("users", "must start with '/'"),
+        ("/files/*/more", "'*' may only be the last segment"),
+        ("/users/:", "is not a valid parameter name"),
+        ("/users/:1st", "is not a valid parameter name"),
+        ("/users/:id-x", "is not a valid parameter name"),
+        ("/a/:id/b/:id", "appears twice"),
+        ("/files*", "mixes text"),
+        ("/a:b", "mixes text"),
+    ],
+)
 def test_bad_patterns_are_refused_in_their_own_terms(text: str, message: str) -> None:
     with pytest.raises(PatternError, match=message):
         PathPattern.compile(text)
 
 
-@pytest.mark.parametrize(("pattern", "path", "params"), [
-    ("/users/:id", "/users/42", {"id": "42"}),
-    ("/users/:id", "/users/", None),  # a param is never empty
-    ("/users/:id", "/users", None),
-    ("/users/:id", "/users/42/x", None),
-    ("/a/:x/b/:y", "/a/1/b/2", {"x": "1", "y": "2"}),
-    ("/a/:x/b/:y", "/a/1/c/2", None),
-    ("/files/*", "/files/a/b.txt", {"*": "a/b.txt"}),
-    ("/files/*", "/files/", {"*": ""}),
-    ("/files/*", "/files", {"*": ""}),
-    ("/files/*", "/other/a", None),
-    ("/*", "/", {"*": ""}),
-    ("/*", "/x/y/", {"*": "x/y/"}),
-    ("/:a/*", "/1/2/3", {"a": "1", "*": "2/3"}),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path", "params"),
+    [
+        ("/users/:id", "/users/42", {"id": "42"}),
+        ("/users/:id", "/users/", None),  # a param is never empty
+        ("/users/:id", "/users", None),
+        ("/users/:id", "/users/42/x", None),
+        ("/a/:x/b/:y", "/a/1/b/2", {"x": "1", "y": "2"}),
+        ("/a/:x/b/:y", "/a/1/c/2", None),
+        ("/files/*", "/files/a/b.txt", {"*": "a/b.txt"}),
+        ("/files/*", "/files/", {"*": ""}),
+        ("/files/*", "/files", {"*": ""}),
+        ("/files/*", "/other/a", None),
+        ("/*", "/", {"*": ""}),
+        ("/*", "/x/y/", {"*": "x/y/"}),
+        ("/:a/*", "/1/2/3", {"a": "1", "*": "2/3"}),
+    ],
+)
 def test_matching(pattern: str, path: str, params: dict[str, str] | None) -> None:
     assert PathPattern.compile(pattern).match(path.split("/")[1:]) == params
 
@@ -51,17 +57,21 @@ ROUTES = ["/users/me", "/users/:id", "/users/*", "/:kind/:id", "/*", "/users/:id
 
 
 @pytest.mark.parametrize("order", [ROUTES, ROUTES[::-1]], ids=["forward", "reverse"])
-@pytest.mark.parametrize(("path", "route", "params"), [
-    ("/users/me", "/users/me", {}),  # a literal beats a param
-    ("/users/42", "/users/:id", {"id": "42"}),  # a param beats the wildcard
-    ("/users/42/posts", "/users/:id/posts", {"id": "42"}),
-    ("/users/42/likes", "/users/*", {"*": "42/likes"}),  # literal first segment wins
-    ("/teams/7", "/:kind/:id", {"kind": "teams", "id": "7"}),
-    ("/teams/7/x", "/*", {"*": "teams/7/x"}),
-    ("/", "/*", {"*": ""}),
-])
+@pytest.mark.parametrize(
+    ("path", "route", "params"),
+    [
+        ("/users/me", "/users/me", {}),  # a literal beats a param
+        ("/users/42", "/users/:id", {"id": "42"}),  # a param beats the wildcard
+        ("/users/42/posts", "/users/:id/posts", {"id": "42"}),
+        ("/users/42/likes", "/users/*", {"*": "42/likes"}),  # literal first segment wins
+        ("/teams/7", "/:kind/:id", {"kind": "teams", "id": "7"}),
+        ("/teams/7/x", "/*", {"*": "teams/7/x"}),
+        ("/", "/*", {"*": ""}),
+    ],
+)
 def test_the_most_specific_route_wins_whatever_the_order_added(
-        order: list[str], path: str, route: str, params: dict[str, str]) -> None:
+    order: list[str], path: str, route: str, params: dict[str, str]
+) -> None:
     table: RouteTable[str] = RouteTable()
     for text in order:
         table.add(text, text)

@@ -110,8 +110,8 @@ class FrameReader:
             (size,) = struct.unpack("!Q", self.buffer[2:10])
             start = 10
         self._need(start + size, pace)
-        payload = bytes(self.buffer[start:start + size])
-        del self.buffer[:start + size]
+        payload = bytes(self.buffer[start : start + size])
+        del self.buffer[: start + size]
         return opcode, payload
 
 
@@ -137,7 +137,8 @@ def test_a_client_that_reads_slowly_but_steadily_gets_it_too(server: LoloProcess
 
 
 def test_a_client_that_stops_reading_is_closed_with_1013_after_the_stall_timeout(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     with RawClient(server.port, rcvbuf=4096) as raw:
         assert raw.handshake().status == 101
         sent = time.monotonic()
@@ -196,13 +197,14 @@ def take_frame(buffer: bytearray) -> tuple[int, bytes] | None:
         (size,), start = struct.unpack("!Q", buffer[2:10]), 10
     if len(buffer) < start + size:
         return None
-    opcode, payload = buffer[0] & 0x0F, bytes(buffer[start:start + size])
-    del buffer[:start + size]
+    opcode, payload = buffer[0] & 0x0F, bytes(buffer[start : start + size])
+    del buffer[: start + size]
     return opcode, payload
 
 
 def test_a_reader_slower_than_a_burst_is_not_taken_for_one_that_stopped(
-        server: LoloProcess) -> None:
+    server: LoloProcess,
+) -> None:
     """Bursts for a client may outpace it for a while: it drains, just less than arrives,
     so its unsent bytes grow within a stall window. That is progress, not a stall (only
     the ceiling, four caps beyond its largest frame, bounds it).

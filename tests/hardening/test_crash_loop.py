@@ -22,9 +22,24 @@ CRASH_LOOP = ROOT / "benchmarks" / "crash_loop.py"
 def test_every_acknowledged_write_survives_kill_9(tmp_path: Path, sync: str) -> None:
     out = tmp_path / "crash.json"
     run = subprocess.run(
-        [sys.executable, str(CRASH_LOOP), "--rounds", "3", "--min-delay", "0.3",
-         "--max-delay", "0.8", "--sync", sync, "--json", str(out)],
-        capture_output=True, text=True, timeout=100, cwd=ROOT,
+        [
+            sys.executable,
+            str(CRASH_LOOP),
+            "--rounds",
+            "3",
+            "--min-delay",
+            "0.3",
+            "--max-delay",
+            "0.8",
+            "--sync",
+            sync,
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(out.read_text(encoding="utf-8"))

@@ -63,7 +63,8 @@ class ClientProcess:
 
     def __init__(self, url: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", CLIENT, url], stdout=subprocess.PIPE,
+            [sys.executable, "-c", CLIENT, url],
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
 
@@ -113,13 +114,19 @@ def test_a_frozen_client_is_closed_within_ping_interval_plus_timeout(
             assert tcp_state(server.port, frozen_port) == "ESTABLISHED"
             client_process.proc.send_signal(signal.SIGSTOP)
             start = time.monotonic()
-            await wait_until(lambda: tcp_state(server.port, frozen_port) != "ESTABLISHED",
-                             "the server to give up on the frozen client", 5 * BOUND)
+            await wait_until(
+                lambda: tcp_state(server.port, frozen_port) != "ESTABLISHED",
+                "the server to give up on the frozen client",
+                5 * BOUND,
+            )
             gave_up = time.monotonic() - start
             await still_chatting(a, b)
             try:
-                await wait_until(lambda: frozen_id in close_codes(server),
-                                 "the close chain of the frozen client", 5 * BOUND - gave_up)
+                await wait_until(
+                    lambda: frozen_id in close_codes(server),
+                    "the close chain of the frozen client",
+                    5 * BOUND - gave_up,
+                )
             except AssertionError:
                 pytest.fail(
                     f"the server gave up on the frozen peer {gave_up:.1f} s after SIGSTOP, but "
@@ -151,8 +158,7 @@ def test_a_connection_that_never_upgrades_is_dropped_after_open_timeout(
     with RawClient(server.port) as raw:
         raw.send(OPENINGS[opening])
         took = raw.wait_closed()
-    figure(f"open_timeout.{opening}.dropped_after_s",
-           f"{took:.2f} (open_timeout {OPEN_TIMEOUT})")
+    figure(f"open_timeout.{opening}.dropped_after_s", f"{took:.2f} (open_timeout {OPEN_TIMEOUT})")
     assert alive(server)
     assert_clean_log(server)
 

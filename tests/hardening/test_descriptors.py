@@ -40,15 +40,27 @@ class LimitedLolo(LoloProcess):
     the runtime cannot raise it."""
 
     def start(self) -> LimitedLolo:
-        command = [*lolo_run_command(), str(self.flow), "--port", "0", "--state",
-                   str(self.state), *self.args]
+        command = [
+            *lolo_run_command(),
+            str(self.flow),
+            "--port",
+            "0",
+            "--state",
+            str(self.state),
+            *self.args,
+        ]
 
         def low_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
 
         self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env,
-            cwd=ROOT, preexec_fn=low_limit)
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self.env,
+            cwd=ROOT,
+            preexec_fn=low_limit,
+        )
         self.port = self._wait_for_listening()
         return self
 
@@ -102,12 +114,12 @@ def warnings(server: LoloProcess, text: str) -> int:
 
 def test_the_runtime_warns_when_max_connections_cannot_fit(server: LimitedLolo) -> None:
     log = server.stderr()
-    assert "max_connections adds up to 20000 but this process may open only 256 files" \
-        in log, log
+    assert "max_connections adds up to 20000 but this process may open only 256 files" in log, log
 
 
 def test_clients_past_the_limit_get_503_at_once_and_the_rest_are_served(
-        server: LimitedLolo) -> None:
+    server: LimitedLolo,
+) -> None:
     started = time.monotonic()
     # Each connects and asks for the upgrade at once, as clients do; those let in stay.
     clients: list[RawClient] = []
@@ -119,9 +131,11 @@ def test_clients_past_the_limit_get_503_at_once_and_the_rest_are_served(
         took = time.monotonic() - started
         accepted = [c for c, outcome in zip(clients, outcomes, strict=True) if outcome == 101]
         refused = outcomes.count(503)
-        figure("descriptors.300_clients_at_limit_256",
-               f"{len(accepted)} accepted, {refused} refused with 503, in {took:.2f}s; "
-               f"server holds {open_files(server)} files")
+        figure(
+            "descriptors.300_clients_at_limit_256",
+            f"{len(accepted)} accepted, {refused} refused with 503, in {took:.2f}s; "
+            f"server holds {open_files(server)} files",
+        )
         assert refused + len(accepted) == CLIENTS, sorted(set(map(str, outcomes)))
         assert FITS - 10 <= len(accepted) <= FITS
         assert took < TIMEOUT  # nobody waited for a timeout
@@ -149,9 +163,12 @@ def test_clients_past_the_limit_get_503_at_once_and_the_rest_are_served(
 
 
 def test_when_accept_itself_fails_the_spare_descriptor_still_answers_503(
-        server: LimitedLolo) -> None:
-    with RawClient(server.port, timeout=TIMEOUT) as chat, \
-            RawClient(server.port, timeout=TIMEOUT) as hog:
+    server: LimitedLolo,
+) -> None:
+    with (
+        RawClient(server.port, timeout=TIMEOUT) as chat,
+        RawClient(server.port, timeout=TIMEOUT) as hog,
+    ):
         assert try_handshake(chat) == 101
         chat_id = hello(chat)
         assert try_handshake(hog, "/hog") == 101
@@ -164,8 +181,10 @@ def test_when_accept_itself_fails_the_spare_descriptor_still_answers_503(
             with RawClient(server.port, timeout=TIMEOUT) as late:
                 outcomes.append(try_handshake(late))
         took = time.monotonic() - started
-        figure("descriptors.refused_by_the_spare",
-               f"{outcomes.count(503)} of 30 in {took:.2f}s after {answer.decode()}")
+        figure(
+            "descriptors.refused_by_the_spare",
+            f"{outcomes.count(503)} of 30 in {took:.2f}s after {answer.decode()}",
+        )
         assert outcomes == [503] * 30
         assert took < TIMEOUT
         # The connected client is still served, by itself.

@@ -72,14 +72,18 @@ CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "alias-bomb-2^60": (lambda d: write(d / "f.yaml", alias_bomb(60, width=2)), ("alias bomb",)),
     "mapping-bomb-10^30": (lambda d: write(d / "f.yaml", mapping_bomb(30)), ("alias bomb",)),
     "nesting-500k-deep": (
-        lambda d: write(d / "f.yaml", "[" * 500_000 + "]" * 500_000), ("nested",)),
+        lambda d: write(d / "f.yaml", "[" * 500_000 + "]" * 500_000),
+        ("nested",),
+    ),
     "nesting-just-past-cap": (
-        lambda d: write(d / "f.yaml", "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)), ("nested",)),
+        lambda d: write(d / "f.yaml", "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)),
+        ("nested",),
+    ),
     "values-just-past-cap": (
         lambda d: write(d / "f.yaml", "".join(f"- {i}\n" for i in range(MAX_VALUES + 1))),
-        (f"more than {MAX_VALUES} values",)),
-    "size-limit-plus-1": (
-        lambda d: write(d / "f.yaml", padded_flow(MAX_FLOW_BYTES + 1)), LIMIT),
+        (f"more than {MAX_VALUES} values",),
+    ),
+    "size-limit-plus-1": (lambda d: write(d / "f.yaml", padded_flow(MAX_FLOW_BYTES + 1)), LIMIT),
     "sparse-100MiB": (lambda d: sparse(d / "f.yaml", 100 * 1024 * 1024), LIMIT),
 }
 
@@ -109,15 +113,22 @@ def test_a_flow_exactly_at_the_size_limit_is_read(tmp_path: Path) -> None:
     assert data["app"]
 
 
-@pytest.mark.parametrize("case", ["alias_bomb.yaml", "python_object_tag.yaml",
-                                  "duplicate_mapping_key.yaml"])
+@pytest.mark.parametrize(
+    "case", ["alias_bomb.yaml", "python_object_tag.yaml", "duplicate_mapping_key.yaml"]
+)
 def test_lolo_run_check_refuses_a_hostile_file(case: str) -> None:
     """The same through the real command, start-up included; the good minimal flow is the
     baseline the figures are compared with."""
+
     def timed(path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
         start = time.perf_counter()
-        run = subprocess.run([*lolo_run_command(), "check", str(path)], capture_output=True,
-                             text=True, timeout=60, cwd=ROOT)
+        run = subprocess.run(
+            [*lolo_run_command(), "check", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
         return run, time.perf_counter() - start
 
     good, baseline = timed(MINIMAL)
@@ -153,8 +164,13 @@ def test_a_flow_file_that_is_an_endless_stream_is_not_read_past_the_limit(
     feeder = threading.Thread(target=feed)
     feeder.start()
     try:
-        run = subprocess.run([*lolo_run_command(), "check", str(fifo)], capture_output=True,
-                             text=True, timeout=60, cwd=ROOT)
+        run = subprocess.run(
+            [*lolo_run_command(), "check", str(fifo)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
     finally:
         # Unblock the feeder if lolo-run never opened the pipe.
         if feeder.is_alive():

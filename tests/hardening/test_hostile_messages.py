@@ -63,20 +63,38 @@ def fresh() -> Iterator[LoloProcess]:
 
 def expected_broadcast(sender: str, payload: str | bytes) -> str:
     """What the chat (nodes/handle_messages.py) tells the others."""
-    return f"{sender} says: {payload}" if isinstance(payload, str) else \
-        f"{sender} says: {payload!r}"
+    return (
+        f"{sender} says: {payload}" if isinstance(payload, str) else f"{sender} says: {payload!r}"
+    )
 
 
 PAYLOADS = st.one_of(
     st.text(max_size=3000),  # any code point but lone surrogates, which UTF-8 cannot carry
     st.binary(max_size=3000),
-    st.sampled_from(["", "\0", "\0" * 1000, "\ufeff", "\u202e", "%s%n%x", "${HOME}", "$$",
-                     '{"history":0', "\r\n\r\n", "🙂" * 500, b"", b"\0", b"\xff" * 100]),
+    st.sampled_from(
+        [
+            "",
+            "\0",
+            "\0" * 1000,
+            "\ufeff",
+            "\u202e",
+            "%s%n%x",
+            "${HOME}",
+            "$$",
+            '{"history":0',
+            "\r\n\r\n",
+            "🙂" * 500,
+            b"",
+            b"\0",
+            b"\xff" * 100,
+        ]
+    ),
 )
 
 
-@settings(max_examples=100, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(payloads=st.lists(PAYLOADS, min_size=1, max_size=5))
 def test_arbitrary_payloads_come_back_intact_and_reach_the_others(
     server: LoloProcess, payloads: list[str | bytes]
@@ -123,7 +141,9 @@ BROKEN_FRAMES = {
     "fragmented-control-frame": (frame(OP_PING, b"p", fin=False), 1002),
     "continuation-without-start": (frame(OP_CONT, b"orphan"), 1002),
     "new-message-inside-a-fragmented-one": (
-        frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), 1002),
+        frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"),
+        1002,
+    ),
     "close-code-out-of-range": (frame(OP_CLOSE, struct.pack("!H", 999)), 1002),
     "close-code-reserved": (frame(OP_CLOSE, struct.pack("!H", 1005)), 1002),
     "close-payload-of-one-byte": (frame(OP_CLOSE, b"\x03"), 1002),
@@ -158,13 +178,13 @@ def test_a_broken_frame_closes_only_its_sender_with_the_right_code(
 
 def test_utf8_split_across_fragments_is_valid_and_delivered_whole(server: LoloProcess) -> None:
     """The negative control of the UTF-8 cases: a character may straddle two fragments."""
+
     async def scenario() -> tuple[int, bytes]:
         async with chatter(server) as b:
             with RawClient(server.port) as raw:
                 assert raw.handshake().status == 101
                 raw.read_frame()  # hello
-                raw.send(text_frames(b"caf\xc3", b"\xa9 ", "🙂".encode()[:1],
-                                     "🙂".encode()[1:]))
+                raw.send(text_frames(b"caf\xc3", b"\xa9 ", "🙂".encode()[:1], "🙂".encode()[1:]))
                 opcode, echoed = await asyncio.to_thread(raw.read_frame)
                 while is_history(echoed.decode()):
                     opcode, echoed = await asyncio.to_thread(raw.read_frame)
@@ -176,8 +196,10 @@ def test_utf8_split_across_fragments_is_valid_and_delivered_whole(server: LoloPr
 
 
 def one_byte_fragments(message: bytes) -> bytes:
-    return b"".join(frame(OP_BINARY if i == 0 else OP_CONT, message[i:i + 1],
-                          fin=i == len(message) - 1) for i in range(len(message)))
+    return b"".join(
+        frame(OP_BINARY if i == 0 else OP_CONT, message[i : i + 1], fin=i == len(message) - 1)
+        for i in range(len(message))
+    )
 
 
 def test_a_message_in_thousands_of_tiny_fragments_is_reassembled(server: LoloProcess) -> None:
@@ -224,15 +246,12 @@ DEEP = {
 
 
 @pytest.mark.parametrize("shape", list(DEEP))
-def test_deep_json_breaks_only_the_handler_that_parses_it(
-    fresh: LoloProcess, shape: str
-) -> None:
+def test_deep_json_breaks_only_the_handler_that_parses_it(fresh: LoloProcess, shape: str) -> None:
     server = fresh
     document = DEEP[shape]
 
     async def scenario() -> tuple[str | bytes, str | bytes]:
-        async with chatter(server) as a, chatter(server) as b, \
-                chatter(server) as deep_chatter:
+        async with chatter(server) as a, chatter(server) as b, chatter(server) as deep_chatter:
             # Through the chat: just text, relayed and echoed whole.
             await deep_chatter.send(document)
             assert await deep_chatter.recv() == document
@@ -253,8 +272,11 @@ def test_deep_json_breaks_only_the_handler_that_parses_it(
     assert json.loads(binary_answer) == {"parsed": "binary"}
     log = server.stderr()
     assert log.count(" ERROR ") == 1, log
-    assert re.search(r"ERROR +\[hard-hostile/json-probe session=[0-9a-f-]{36}\] handler raised "
-                     r"RecursionError", log), log
+    assert re.search(
+        r"ERROR +\[hard-hostile/json-probe session=[0-9a-f-]{36}\] handler raised "
+        r"RecursionError",
+        log,
+    ), log
     assert alive(server)
 
 
@@ -290,9 +312,11 @@ def test_a_ping_flood_from_a_client_that_never_reads_keeps_memory_bounded(
             return rss_before, rss_during, sent, seconds
 
     rss_before, rss_during, sent, seconds = asyncio.run(scenario())
-    figure("hostile.ping_flood_rss_kib",
-           f"before {rss_before}, after {sent // (1024 * 1024)} MiB of pings in "
-           f"{seconds:.1f}s: {rss_during}")
+    figure(
+        "hostile.ping_flood_rss_kib",
+        f"before {rss_before}, after {sent // (1024 * 1024)} MiB of pings in "
+        f"{seconds:.1f}s: {rss_during}",
+    )
     assert alive(server)
     assert rss_during - rss_before < 32 * MIB, (
         f"the server's memory grew by {(rss_during - rss_before) // MIB} MiB while a client "

@@ -103,8 +103,9 @@ def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
                 start = time.monotonic()
                 flooder_id = flooder.session_id
                 try:  # the flooder's answer is on its way: the server should now let go
-                    await wait_until(lambda: flooder_id in close_codes(server),
-                                     "the flooder's close chain", 3)
+                    await wait_until(
+                        lambda: flooder_id in close_codes(server), "the flooder's close chain", 3
+                    )
                     closing: float | None = time.monotonic() - start
                 except AssertionError:
                     closing = None
@@ -126,8 +127,10 @@ def test_a_flood_closes_the_flooder_with_1008_and_the_others_chat_on(
     assert f"session {flooder_id}: over {RATE} messages/s; closing" in server.stderr()
     assert alive(server)
     assert_clean_log(server)
-    figure("limits.flood_close_chain_after_s",
-           "not within 3 s" if closing is None else f"{closing:.2f}")
+    figure(
+        "limits.flood_close_chain_after_s",
+        "not within 3 s" if closing is None else f"{closing:.2f}",
+    )
     assert closing is not None, (
         "the server sent 1008 and the flooder answered, but the server's close chain had not "
         "run 3 s later: the trigger stopped reading the flooder's messages (its incoming "

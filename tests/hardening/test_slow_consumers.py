@@ -78,9 +78,13 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
     pid = server_pid(server)
 
     async def scenario() -> dict[str, object]:
-        async with chatter(server) as sender, chatter(server) as f1, \
-                chatter(server) as f2, chatter(server) as f3, \
-                chatter(server, ping_interval=None) as paused:
+        async with (
+            chatter(server) as sender,
+            chatter(server) as f1,
+            chatter(server) as f2,
+            chatter(server) as f3,
+            chatter(server, ping_interval=None) as paused,
+        ):
             # ``paused`` stops calling recv(): the client library then stops reading its
             # socket once a few messages are queued, as a stalled app would.
             fast = [f1, f2, f3]
@@ -88,8 +92,11 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
             readers = [asyncio.create_task(read_all(c, COUNT)) for c in fast]
             started = time.monotonic()
             flooding = asyncio.create_task(flood(sender, fast))
-            await wait_until(lambda: slow_warning(server, paused.session_id),
-                             "the server to cut the paused reader off", 60)
+            await wait_until(
+                lambda: slow_warning(server, paused.session_id),
+                "the server to cut the paused reader off",
+                60,
+            )
             # Cut off: it reads again at once, so that it is there to answer the close
             # frame. It gets what was queued before the cut, then 1013.
             got = 0
@@ -105,9 +112,13 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
             rss_after_flood = status_kib(pid, "VmRSS")
             await still_chatting(sender, f1)
             return {
-                "fast": [c.received for c in fast], "sender": sender.session_id,
-                "paused_got": got, "paused_code": code, "rss_before": rss_before,
-                "rss_after_flood": rss_after_flood, "seconds": flood_seconds,
+                "fast": [c.received for c in fast],
+                "sender": sender.session_id,
+                "paused_got": got,
+                "paused_code": code,
+                "rss_before": rss_before,
+                "rss_after_flood": rss_after_flood,
+                "seconds": flood_seconds,
             }
 
     result = asyncio.run(scenario())
@@ -122,11 +133,13 @@ def test_fast_clients_get_everything_and_a_paused_reader_is_cut_off_with_1013(
     rss_before, rss_after = result["rss_before"], result["rss_after_flood"]
     assert isinstance(rss_before, int) and isinstance(rss_after, int)
     assert rss_after - rss_before < 200 * MIB
-    figure("slow.flood", f"{COUNT} x {SIZE // 1024} KiB to 4 readers in "
-           f"{result['seconds']:.2f}s")
+    figure("slow.flood", f"{COUNT} x {SIZE // 1024} KiB to 4 readers in {result['seconds']:.2f}s")
     figure("slow.paused_reader_got_before_1013", f"{result['paused_got']} of {COUNT}")
-    figure("slow.rss_kib", f"before {rss_before}, after flood {rss_after}, "
-           f"peak {status_kib(server_pid(server), 'VmHWM')}")
+    figure(
+        "slow.rss_kib",
+        f"before {rss_before}, after flood {rss_after}, "
+        f"peak {status_kib(server_pid(server), 'VmHWM')}",
+    )
     assert alive(server)
     assert_clean_log(server)
 
@@ -157,8 +170,11 @@ def test_a_client_that_never_reads_again_is_disconnected(server: LoloProcess) ->
                 decided = time.monotonic()
                 await wait_until(lambda: slow_warning(server, raw_id), "the 1013 decision")
                 try:
-                    await wait_until(lambda: raw_id in close_codes(server),
-                                     "the server to drop the non-reading client", 12)
+                    await wait_until(
+                        lambda: raw_id in close_codes(server),
+                        "the server to drop the non-reading client",
+                        12,
+                    )
                 except AssertionError:
                     pytest.fail(
                         "the server decided to close a client that does not read (1013) "
@@ -168,8 +184,10 @@ def test_a_client_that_never_reads_again_is_disconnected(server: LoloProcess) ->
                 finally:
                     dropped = time.monotonic() - decided
                     figure("slow.never_reader_dropped_after_s", f"{dropped:.2f}")
-                    figure("slow.never_reader_rss_kib",
-                           f"before {rss_before}, now {status_kib(pid, 'VmRSS')}")
+                    figure(
+                        "slow.never_reader_rss_kib",
+                        f"before {rss_before}, now {status_kib(pid, 'VmRSS')}",
+                    )
                 await still_chatting(sender, f1)
                 return rss_before, status_kib(pid, "VmRSS")
 
@@ -185,11 +203,15 @@ def test_many_paused_readers_at_once_keep_memory_bounded(server: LoloProcess) ->
     pid = server_pid(server)
 
     async def scenario() -> tuple[int, int, list[str]]:
-        paused = [await connect(server.url(), compression=None, ping_interval=None,
-                                close_timeout=0.5) for _ in range(20)]
+        paused = [
+            await connect(server.url(), compression=None, ping_interval=None, close_timeout=0.5)
+            for _ in range(20)
+        ]
         try:
-            ids = [json.loads(await asyncio.wait_for(ws.recv(), WAIT))["yourConnectionId"]
-                   for ws in paused]
+            ids = [
+                json.loads(await asyncio.wait_for(ws.recv(), WAIT))["yourConnectionId"]
+                for ws in paused
+            ]
             async with chatter(server) as sender, chatter(server) as f1:
                 rss_before = status_kib(pid, "VmRSS")
                 reader = asyncio.create_task(read_all(f1, COUNT))
@@ -203,8 +225,10 @@ def test_many_paused_readers_at_once_keep_memory_bounded(server: LoloProcess) ->
 
     rss_before, rss_after, ids = asyncio.run(scenario())
     cut = [session for session in ids if slow_warning(server, session)]
-    figure("slow.twenty_paused_rss_kib", f"before {rss_before}, after {rss_after}, "
-           f"{len(cut)} of 20 cut off")
+    figure(
+        "slow.twenty_paused_rss_kib",
+        f"before {rss_before}, after {rss_after}, {len(cut)} of 20 cut off",
+    )
     assert len(cut) == 20
     assert rss_after - rss_before < 200 * MIB
     assert alive(server)

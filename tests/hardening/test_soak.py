@@ -20,9 +20,22 @@ SOAK = ROOT / "benchmarks" / "soak.py"
 def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     run = subprocess.run(
-        [sys.executable, str(SOAK), "--clients", "20", "--duration", "3", "--rate", "5",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=100, cwd=ROOT,
+        [
+            sys.executable,
+            str(SOAK),
+            "--clients",
+            "20",
+            "--duration",
+            "3",
+            "--rate",
+            "5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(out.read_text(encoding="utf-8"))

@@ -83,9 +83,17 @@ def close_codes(server: LoloProcess) -> dict[str, int | None]:
 
 
 _TCP_STATES = {
-    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
-    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK",
-    "0A": "LISTEN", "0B": "CLOSING",
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
 }
 
 
@@ -97,8 +105,10 @@ def tcp_state(local_port: int, remote_port: int) -> str | None:
         for line in table:
             fields = line.split()
             local, remote = fields[1], fields[2]
-            if (int(local.split(":")[1], 16) == local_port
-                    and int(remote.split(":")[1], 16) == remote_port):
+            if (
+                int(local.split(":")[1], 16) == local_port
+                and int(remote.split(":")[1], 16) == remote_port
+            ):
                 return _TCP_STATES.get(fields[3], fields[3])
     return None
 
@@ -144,8 +154,9 @@ class Chatter:
 
 
 @asynccontextmanager
-async def chatter(server: LoloProcess, path: str = "/socket", **options: object
-                  ) -> AsyncIterator[Chatter]:
+async def chatter(
+    server: LoloProcess, path: str = "/socket", **options: object
+) -> AsyncIterator[Chatter]:
     """Connect to the chat at ``path`` and read the connect message."""
     kwargs: dict[str, object] = {"compression": None, **options}
     async with connect(server.url(path), **kwargs) as ws:  # type: ignore[arg-type]
@@ -154,8 +165,9 @@ async def chatter(server: LoloProcess, path: str = "/socket", **options: object
         yield Chatter(ws, hello["yourConnectionId"])
 
 
-async def still_chatting(a: Chatter, b: Chatter, text: str = "still here?",
-                         echo: bool = False) -> None:
+async def still_chatting(
+    a: Chatter, b: Chatter, text: str = "still here?", echo: bool = False
+) -> None:
     """A and B can talk both ways. ``echo``: the flow also sends each message back to its
     sender (flows/hostile.yaml), and those echoes are checked too."""
     await a.send(text)
@@ -172,8 +184,9 @@ async def still_chatting(a: Chatter, b: Chatter, text: str = "still here?",
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
-          rsv1: bool = False) -> bytes:
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False
+) -> bytes:
     """Encode one WebSocket frame as a client would (masked unless ``mask`` is False)."""
     head = bytearray([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     bit = 0x80 if mask else 0
@@ -222,13 +235,18 @@ class RawClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def handshake(self, path: str = "/socket", headers: dict[str, str] | None = None
-                  ) -> RawResponse:
+    def handshake(
+        self, path: str = "/socket", headers: dict[str, str] | None = None
+    ) -> RawResponse:
         """Send an upgrade request and read the response head (and body, if refused)."""
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
-            f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Upgrade: websocket",
-            "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+            f"GET {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{self.port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
             *(f"{name}: {value}" for name, value in (headers or {}).items()),
         ]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())

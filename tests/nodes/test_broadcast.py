@@ -27,8 +27,9 @@ def server() -> Iterator[LoloProcess]:
 
 
 @asynccontextmanager
-async def clients(server: LoloProcess, count: int
-                  ) -> AsyncIterator[list[tuple[ClientConnection, str]]]:
+async def clients(
+    server: LoloProcess, count: int
+) -> AsyncIterator[list[tuple[ClientConnection, str]]]:
     async with AsyncExitStack() as stack:
         joined = []
         for _ in range(count):
@@ -110,8 +111,20 @@ def test_the_event_goes_on_out_of_out_unchanged(server: LoloProcess) -> None:
     assert answer["after"] == "keep me"
     assert answer["message"] == "keep me"
     # The trigger's fields and the body the probe added: nothing dropped, nothing added.
-    assert answer["fields"] == sorted(["body", "headers", "message", "method", "params",
-                                       "path", "peer", "query", "scheme", "sessionId"])
+    assert answer["fields"] == sorted(
+        [
+            "body",
+            "headers",
+            "message",
+            "method",
+            "params",
+            "path",
+            "peer",
+            "query",
+            "scheme",
+            "sessionId",
+        ]
+    )
 
 
 def test_per_sender_order_is_kept_for_many_messages(server: LoloProcess) -> None:
@@ -146,8 +159,11 @@ def test_an_event_without_a_body_is_an_error_logged_with_the_node_id(
     a_id = asyncio.run(scenario())
     deadline = time.monotonic() + 5
     while True:
-        errors = [line for line in server.stderr().splitlines()
-                  if " ERROR " in line and f"session={a_id}" in line]
+        errors = [
+            line
+            for line in server.stderr().splitlines()
+            if " ERROR " in line and f"session={a_id}" in line
+        ]
         if errors or time.monotonic() > deadline:
             break
         time.sleep(0.05)

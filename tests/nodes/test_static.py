@@ -28,15 +28,21 @@ SECRET = b"top secret, outside the folder"
 
 def make_node(flow_dir: Path, **params: str) -> StaticNode:
     config = NodeConfig(
-        id="files", type="lolo/static", name="files",
+        id="files",
+        type="lolo/static",
+        name="files",
         params=StaticParams.model_validate({"path": "/", "dir": "public", **params}),
-        inputs=Ports(()), outputs=Ports(()), handler=None, flow_dir=flow_dir,
+        inputs=Ports(()),
+        outputs=Ports(()),
+        handler=None,
+        flow_dir=flow_dir,
     )
     return StaticNode(config)
 
 
-def get(node: StaticNode, raw_path: str, *headers: tuple[str, str],
-        encoded: bool = False) -> HttpResponse:
+def get(
+    node: StaticNode, raw_path: str, *headers: tuple[str, str], encoded: bool = False
+) -> HttpResponse:
     """Serve ``raw_path`` (as it would appear on the request line) the way the edge does:
     routed on the decoded path, or (``encoded``) split first and decoded per segment."""
     raw, _, query = raw_path.partition("?")
@@ -44,8 +50,11 @@ def get(node: StaticNode, raw_path: str, *headers: tuple[str, str],
     table: RouteTable[StaticNode] = RouteTable()
     assert node.http_path is not None
     table.add(node.http_path, node)
-    found = (table.find_encoded(raw)  # type: ignore[attr-defined, unused-ignore]
-             if encoded else table.find(path))
+    found = (
+        table.find_encoded(raw)  # type: ignore[attr-defined, unused-ignore]
+        if encoded
+        else table.find(path)
+    )
     if found is None:
         return HttpResponse(404)
     route, params = found
@@ -88,22 +97,26 @@ def site(tmp_path: Path) -> Path:
 # --- params and load time ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("prefix", "pattern"), [("/", "/*"), ("/assets", "/assets/*"),
-                                                 ("/a/b", "/a/b/*")])
+@pytest.mark.parametrize(
+    ("prefix", "pattern"), [("/", "/*"), ("/assets", "/assets/*"), ("/a/b", "/a/b/*")]
+)
 def test_it_serves_the_pattern_below_its_prefix(site: Path, prefix: str, pattern: str) -> None:
     assert make_node(site, path=prefix).http_path == pattern
 
 
-@pytest.mark.parametrize("params", [
-    {"path": "assets", "dir": "public"},
-    {"path": "/assets/", "dir": "public"},
-    {"path": "/a/*", "dir": "public"},
-    {"path": "/:id", "dir": "public"},
-    {"path": "/", "dir": ""},
-    {"path": "/", "dir": "public", "index": "../secret.txt"},
-    {"path": "/", "dir": "public", "index": ".hidden"},
-    {"path": "/", "dir": "public", "listing": True},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"path": "assets", "dir": "public"},
+        {"path": "/assets/", "dir": "public"},
+        {"path": "/a/*", "dir": "public"},
+        {"path": "/:id", "dir": "public"},
+        {"path": "/", "dir": ""},
+        {"path": "/", "dir": "public", "index": "../secret.txt"},
+        {"path": "/", "dir": "public", "index": ".hidden"},
+        {"path": "/", "dir": "public", "listing": True},
+    ],
+)
 def test_bad_params_are_refused(params: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         StaticParams.model_validate(params)
@@ -128,7 +141,8 @@ def test_a_file_is_not_a_folder(site: Path) -> None:
 
 def test_the_loader_points_at_the_dir_line(tmp_path: Path) -> None:
     flow = tmp_path / "flow.yaml"
-    flow.write_text(textwrap.dedent("""\
+    flow.write_text(
+        textwrap.dedent("""\
         app: files
         nodes:
           - id: files
@@ -136,7 +150,8 @@ def test_the_loader_points_at_the_dir_line(tmp_path: Path) -> None:
             params:
               path: /
               dir: nowhere
-        """))
+        """)
+    )
     with pytest.raises(FlowErrors) as caught:
         load_flow(flow, environ={})
     assert f"{flow}:7: " in str(caught.value)
@@ -144,12 +159,14 @@ def test_the_loader_points_at_the_dir_line(tmp_path: Path) -> None:
 
 def test_two_nodes_on_one_prefix_are_a_load_error(site: Path) -> None:
     flow = site / "flow.yaml"
-    flow.write_text(textwrap.dedent("""\
+    flow.write_text(
+        textwrap.dedent("""\
         app: files
         nodes:
           - {id: one, type: lolo/static, params: {path: /x, dir: public}}
           - {id: two, type: lolo/static, params: {path: /x, dir: public}}
-        """))
+        """)
+    )
     with pytest.raises(FlowErrors, match="already served by node 'one'"):
         load_flow(flow, environ={})
 
@@ -157,18 +174,21 @@ def test_two_nodes_on_one_prefix_are_a_load_error(site: Path) -> None:
 # --- content types -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("index.html", "text/html; charset=utf-8"),
-    ("chat.css", "text/css; charset=utf-8"),
-    ("chat.js", "text/javascript; charset=utf-8"),
-    ("notes.txt", "text/plain; charset=utf-8"),
-    ("data.json", "application/json; charset=utf-8"),
-    ("logo.svg", "image/svg+xml; charset=utf-8"),
-    ("logo.png", "image/png"),
-    ("font.woff2", "font/woff2"),
-    ("bundle.tar.gz", "application/octet-stream"),
-    ("README", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("index.html", "text/html; charset=utf-8"),
+        ("chat.css", "text/css; charset=utf-8"),
+        ("chat.js", "text/javascript; charset=utf-8"),
+        ("notes.txt", "text/plain; charset=utf-8"),
+        ("data.json", "application/json; charset=utf-8"),
+        ("logo.svg", "image/svg+xml; charset=utf-8"),
+        ("logo.png", "image/png"),
+        ("font.woff2", "font/woff2"),
+        ("bundle.tar.gz", "application/octet-stream"),
+        ("README", "application/octet-stream"),
+    ],
+)
 def test_content_types(name: str, expected: str) -> None:
     assert content_type(name) == expected
 
@@ -176,26 +196,55 @@ def test_content_types(name: str, expected: str) -> None:
 # --- what may be served ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rest", "expected"), [
-    ("", [""]),
-    ("a.txt", ["a.txt"]),
-    ("sub/", ["sub", ""]),
-    ("sub/a.txt", ["sub", "a.txt"]),
-    ("..", None), ("../x", None), ("a/../b", None), ("./a", None), ("a/./b", None),
-    (".hidden", None), (".git/config", None), ("a//b", None), ("/etc/passwd", None),
-    ("..\\x", None), ("a\\b", None), ("a\0.png", None),
-])
+@pytest.mark.parametrize(
+    ("rest", "expected"),
+    [
+        ("", [""]),
+        ("a.txt", ["a.txt"]),
+        ("sub/", ["sub", ""]),
+        ("sub/a.txt", ["sub", "a.txt"]),
+        ("..", None),
+        ("../x", None),
+        ("a/../b", None),
+        ("./a", None),
+        ("a/./b", None),
+        (".hidden", None),
+        (".git/config", None),
+        ("a//b", None),
+        ("/etc/passwd", None),
+        ("..\\x", None),
+        ("a\\b", None),
+        ("a\0.png", None),
+    ],
+)
 def test_safe_segments(rest: str, expected: list[str] | None) -> None:
     assert safe_segments(rest) == expected
 
 
-@pytest.mark.parametrize("raw_path", [
-    "/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/%2E%2E%2Fsecret.txt",
-    "/sub/../../secret.txt", "/..%5csecret.txt", "/%5c..%5csecret.txt",
-    "//" + "../" * 20 + "etc/passwd", "/" + "%2e%2e/" * 20 + "etc/passwd",
-    "/link-out/file", "/link-out/", "/secret-link.txt", "/.hidden", "/.git/config",
-    "/.git/", "/index.html%00.png", "/missing.html", "/empty/", "/style.css/",
-])
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/sub/../../secret.txt",
+        "/..%5csecret.txt",
+        "/%5c..%5csecret.txt",
+        "//" + "../" * 20 + "etc/passwd",
+        "/" + "%2e%2e/" * 20 + "etc/passwd",
+        "/link-out/file",
+        "/link-out/",
+        "/secret-link.txt",
+        "/.hidden",
+        "/.git/config",
+        "/.git/",
+        "/index.html%00.png",
+        "/missing.html",
+        "/empty/",
+        "/style.css/",
+    ],
+)
 @pytest.mark.parametrize("encoded", ROUTINGS, ids=lambda e: "encoded" if e else "decoded")
 def test_nothing_outside_the_folder_or_hidden_is_served(
     site: Path, raw_path: str, encoded: bool
@@ -264,4 +313,3 @@ def test_the_etag_changes_with_the_file(site: Path) -> None:
 def test_a_fifo_is_not_served_and_does_not_hang(site: Path) -> None:
     os.mkfifo(site / "public" / "pipe.txt")
     assert get(make_node(site), "/pipe.txt").status == 404
-

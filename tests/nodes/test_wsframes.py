@@ -35,9 +35,7 @@ def test_frames_of_every_length_class_parse_back(size: int) -> None:
 def test_bodies_map_to_text_binary_and_json() -> None:
     assert payload_of("héllo") == (1, "héllo".encode())
     assert payload_of(b"\x00\xff") == (2, b"\x00\xff")
-    assert payload_of({"connected": True, "ids": [1, 2]}) == (
-        1, b'{"connected":true,"ids":[1,2]}'
-    )
+    assert payload_of({"connected": True, "ids": [1, 2]}) == (1, b'{"connected":true,"ids":[1,2]}')
     assert parse(FrameCache().frame(bytearray(b"ab"))).opcode is Opcode.BINARY
 
 

@@ -39,8 +39,10 @@ def test_a_blocked_loop_is_reported_and_a_polite_client_is_not_closed(tmp_path: 
     with LoloProcess(blocker_flow(tmp_path)) as app:
 
         async def main() -> tuple[list[str], int | None]:
-            async with websockets.connect(app.url()) as culprit, \
-                    websockets.connect(app.url()) as polite:
+            async with (
+                websockets.connect(app.url()) as culprit,
+                websockets.connect(app.url()) as polite,
+            ):
                 await culprit.send("block 4")
                 heard: list[str] = []
                 # 10 messages/s (half the limit) for 7 s: 40 of them during the stall.
@@ -61,12 +63,17 @@ def test_a_blocked_loop_is_reported_and_a_polite_client_is_not_closed(tmp_path: 
         assert close_code is None, f"the polite client was closed with {close_code}"
         assert heard == [f"echo: m{n}" for n in range(70)]
         log = app.stderr()
-        match = re.search(r"the event loop was blocked for (\d+\.\d)s by node 'blocking-node' "
-                          r"\(at .*blocker\.py:\d+ in handler\)", log)
+        match = re.search(
+            r"the event loop was blocked for (\d+\.\d)s by node 'blocking-node' "
+            r"\(at .*blocker\.py:\d+ in handler\)",
+            log,
+        )
         assert match, log
         assert 3.5 <= float(match.group(1)) <= 5.5
-        assert "WARNING" in log[: match.start()].splitlines()[-1] + match.group(0) or \
-            "WARNING" in log.splitlines()[log[: match.start()].count("\n")]
+        assert (
+            "WARNING" in log[: match.start()].splitlines()[-1] + match.group(0)
+            or "WARNING" in log.splitlines()[log[: match.start()].count("\n")]
+        )
 
 
 def test_a_fast_client_is_still_closed_for_flooding(tmp_path: Path) -> None:

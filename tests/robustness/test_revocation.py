@@ -19,8 +19,13 @@ CHAT_AUTH = ROOT / "flows" / "chat-auth.yaml"
 
 def revoke(key: str, *store: str) -> float:
     """Revoke ``key`` with the CLI; return when the command finished (monotonic)."""
-    subprocess.run([*lolo_run_command(), "keys", "revoke", key.split("_")[1], *store],
-                   capture_output=True, text=True, timeout=30, check=True)
+    subprocess.run(
+        [*lolo_run_command(), "keys", "revoke", key.split("_")[1], *store],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return time.monotonic()
 
 
@@ -32,6 +37,7 @@ async def connect(url: str, key: str) -> websockets.ClientConnection:
 
 async def closed_within(ws: websockets.ClientConnection, seconds: float) -> float:
     """Wait for the server to close ``ws``; return when (monotonic)."""
+
     async def until_closed() -> None:
         while True:
             await ws.recv()
@@ -97,11 +103,22 @@ def test_nothing_a_revoked_client_sends_reaches_the_others(tmp_path: Path) -> No
         assert not any("sneaking in" in text for text in heard)
 
 
-def test_revocation_on_redis_closes_the_connection(
-        redis_server: RedisServer) -> None:
+def test_revocation_on_redis_closes_the_connection(redis_server: RedisServer) -> None:
     done = subprocess.run(
-        [*lolo_run_command(), "keys", "create", "--email", "ann@example.com",
-         "--redis", redis_server.url], capture_output=True, text=True, timeout=30, check=True)
+        [
+            *lolo_run_command(),
+            "keys",
+            "create",
+            "--email",
+            "ann@example.com",
+            "--redis",
+            redis_server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     key = done.stdout.strip()
     with LoloProcess(CHAT_AUTH, "--redis", redis_server.url) as app:
 

@@ -55,8 +55,7 @@ def wait_for(predicate: object, timeout: float) -> bool:
     return False
 
 
-def test_a_stuck_handler_is_cancelled_at_its_timeout_and_the_client_goes_on(
-        tmp_path: Path) -> None:
+def test_a_stuck_handler_is_cancelled_at_its_timeout_and_the_client_goes_on(tmp_path: Path) -> None:
     with LoloProcess(stuck_flow(tmp_path)) as app:
 
         async def main() -> float:
@@ -93,7 +92,8 @@ def test_an_own_timeout_error_is_an_ordinary_failure_not_a_timeout(tmp_path: Pat
 
 
 def test_a_client_leaving_during_a_stuck_chain_gets_its_close_chain_and_slot(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # No timeout at all: only leaving can free the slot.
     with LoloProcess(stuck_flow(tmp_path, "null")) as app:
 
@@ -118,7 +118,8 @@ def test_a_client_leaving_during_a_stuck_chain_gets_its_close_chain_and_slot(
         assert waited < 3
         assert wait_for(lambda: app.stderr().count("close chain ran for") >= 5, 5)
         assert wait_for(
-            lambda: app.stderr().count("left while a message chain was still running") == 5, 5)
+            lambda: app.stderr().count("left while a message chain was still running") == 5, 5
+        )
 
 
 def test_a_stuck_http_handler_answers_504_at_the_node_timeout(tmp_path: Path) -> None:
@@ -133,11 +134,14 @@ def test_a_stuck_http_handler_answers_504_at_the_node_timeout(tmp_path: Path) ->
             assert ok.read() == b"echo: x"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("handler_timeout: 0\n", "handler_timeout"),
-    ("handler_timeout: soon\n", "handler_timeout"),
-    ("", "type 'lolo/websocket-trigger' takes no timeout"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("handler_timeout: 0\n", "handler_timeout"),
+        ("handler_timeout: soon\n", "handler_timeout"),
+        ("", "type 'lolo/websocket-trigger' takes no timeout"),
+    ],
+)
 def test_bad_timeouts_are_flow_errors(tmp_path: Path, text: str, message: str) -> None:
     import subprocess
 
@@ -147,8 +151,13 @@ def test_bad_timeouts_are_flow_errors(tmp_path: Path, text: str, message: str) -
         f"app: t\n{text}nodes:\n  - id: ws\n    type: lolo/websocket-trigger\n"
         f"    params: {{path: /s}}\n{ws_timeout}"
     )
-    done = subprocess.run([*lolo_run_command(), "check", str(flow)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=30)
+    done = subprocess.run(
+        [*lolo_run_command(), "check", str(flow)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert message in done.stderr
     assert re.search(rf"{re.escape(str(flow))}:\d+: ", done.stderr), done.stderr

@@ -476,8 +476,11 @@ def test_push_keep_must_be_a_positive_int(open_backend: OpenBackend, keep: Any) 
     run(open_backend, body)
 
 
-@pytest.mark.parametrize("value", [b"bytes", {1, 2}, Opaque(), float("nan"), (1, 2), {1: "x"}],
-                         ids=["bytes", "set", "Opaque", "nan", "tuple", "int-key"])
+@pytest.mark.parametrize(
+    "value",
+    [b"bytes", {1, 2}, Opaque(), float("nan"), (1, 2), {1: "x"}],
+    ids=["bytes", "set", "Opaque", "nan", "tuple", "int-key"],
+)
 def test_push_non_json_value_is_refused_and_nothing_stored(
     open_backend: OpenBackend, value: Any
 ) -> None:
@@ -498,8 +501,11 @@ def test_push_non_json_value_is_refused_and_nothing_stored(
 def test_push_to_a_set_value_is_refused(open_backend: OpenBackend) -> None:
     async def body(backend: StateBackend, clock: FakeClock) -> None:
         state = backend.for_app("app")
-        for key, value, ttl in [("plain", [1, 2], None), ("counter", 5, None),
-                                ("session", {"user": 1}, 60.0)]:
+        for key, value, ttl in [
+            ("plain", [1, 2], None),
+            ("counter", 5, None),
+            ("session", {"user": 1}, 60.0),
+        ]:
             await state.set(key, value, ttl=ttl)
             with pytest.raises(StateError, match=key):
                 await state.push(key, "item", keep=10)
@@ -618,7 +624,8 @@ def test_push_is_atomic_under_100_concurrent_tasks(open_backend: OpenBackend) ->
     async def body(backend: StateBackend, clock: FakeClock) -> tuple[list[int], Any]:
         state = backend.for_app("app")
         lengths = await asyncio.gather(
-            *(state.push("crowd", number, keep=1000) for number in range(100)))
+            *(state.push("crowd", number, keep=1000) for number in range(100))
+        )
         return list(lengths), await state.get("crowd")
 
     numbers, final = run(open_backend, body)
@@ -643,8 +650,9 @@ def test_push_from_two_connections_keeps_each_pushers_order(
 
     async def main() -> tuple[list[int], Any]:
         async with make() as one, make() as two:
-            results = await asyncio.gather(pusher(one, "a", 200), pusher(two, "b", 200),
-                                           pusher(one, "c", 100))
+            results = await asyncio.gather(
+                pusher(one, "a", 200), pusher(two, "b", 200), pusher(one, "c", 100)
+            )
             final = await two.for_app("app").get("shared")
             assert final == await one.for_app("app").get("shared")
             return [length for chunk in results for length in chunk], final
@@ -736,13 +744,17 @@ def test_push_of_several_values_appends_them_in_order_at_once(open_backend: Open
 def test_concurrent_multi_value_pushes_stay_whole(open_backend: OpenBackend) -> None:
     async def body(backend: StateBackend, clock: FakeClock) -> Any:
         state = backend.for_app("app")
-        await asyncio.gather(*(state.push("runs", *[f"{who}{i}" for i in range(5)], keep=1000)
-                               for who in "abcdefghij"))
+        await asyncio.gather(
+            *(
+                state.push("runs", *[f"{who}{i}" for i in range(5)], keep=1000)
+                for who in "abcdefghij"
+            )
+        )
         return await state.get("runs")
 
     final = run(open_backend, body)
     assert len(final) == 50
     for start in range(0, 50, 5):  # each push's five values sit together, in order
-        run_of_five = final[start:start + 5]
+        run_of_five = final[start : start + 5]
         who = run_of_five[0][0]
         assert run_of_five == [f"{who}{i}" for i in range(5)]

@@ -81,8 +81,9 @@ def test_writes_after_the_file_went_away_fail_and_keep_failing(
     with caplog.at_level(logging.ERROR, logger="lolo.state"):
         failures = asyncio.run(scenario())
     expected = "replaced by another file" if how == "replaced" else "deleted"
-    assert all(expected in failure and "writes are refused" in failure
-               for failure in failures), failures
+    assert all(expected in failure and "writes are refused" in failure for failure in failures), (
+        failures
+    )
     logged = [r for r in caplog.records if r.name == "lolo.state"]
     assert len(logged) == 1  # said once, at ERROR
     assert logged[0].levelno == logging.ERROR

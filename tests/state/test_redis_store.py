@@ -63,9 +63,11 @@ def test_namespaces_and_apps_are_isolated(redis_server: RedisServer) -> None:
     apps = ["a", "a:b", "a%3Ab", "a%b", "%", ":", "a:", ":b", "b", "*", "a%25", "é"]
 
     async def main() -> None:
-        async with RedisBackend(redis_server.url) as lolo, \
-                RedisBackend(redis_server.url, namespace="other") as other, \
-                RedisBackend(redis_server.url, namespace="lolo:a") as nested:
+        async with (
+            RedisBackend(redis_server.url) as lolo,
+            RedisBackend(redis_server.url, namespace="other") as other,
+            RedisBackend(redis_server.url, namespace="lolo:a") as nested,
+        ):
             for app in apps:
                 state = lolo.for_app(app)
                 await state.set("k", app)
@@ -99,8 +101,27 @@ def test_namespaces_and_apps_are_isolated(redis_server: RedisServer) -> None:
 
 
 def test_glob_characters_in_keys_and_prefixes_are_literal(redis_server: RedisServer) -> None:
-    keys = ["*", "a*", "a*b", "ab", "a?", "aX", "[a]", "a", "b", "\\", "\\*", "a\\b", "a[b]",
-            "a[bc]", "ac", "?", "]", "[", "a]"]
+    keys = [
+        "*",
+        "a*",
+        "a*b",
+        "ab",
+        "a?",
+        "aX",
+        "[a]",
+        "a",
+        "b",
+        "\\",
+        "\\*",
+        "a\\b",
+        "a[b]",
+        "a[bc]",
+        "ac",
+        "?",
+        "]",
+        "[",
+        "a]",
+    ]
 
     async def main() -> None:
         async with RedisBackend(redis_server.url) as backend:
@@ -264,8 +285,9 @@ def test_calls_after_a_restart_work_on_every_pooled_connection(
             await asyncio.gather(*(state.incr("n") for _ in range(50)))  # fill the pool
             redis_server.stop()
             redis_server.start()
-            results = await asyncio.gather(*(state.incr("n") for _ in range(50)),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(state.incr("n") for _ in range(50)), return_exceptions=True
+            )
             assert sorted(results) == list(range(1, 51))  # type: ignore[type-var]
 
     run(main())
@@ -282,9 +304,13 @@ def test_writes_refused_by_redis_are_clear_errors(redis_server: RedisServer) -> 
             await state.push("l", 1, keep=3)
             assert redis_server.command("CONFIG", "SET", "maxmemory", "1") == "+OK"
             try:
-                for key, call in [("n", state.incr("n")), ("fresh", state.incr("fresh")),
-                                  ("n", state.set("n", 6)), ("l", state.push("l", 2, keep=3)),
-                                  ("n", state.set("n", 7, ttl=10))]:
+                for key, call in [
+                    ("n", state.incr("n")),
+                    ("fresh", state.incr("fresh")),
+                    ("n", state.set("n", 6)),
+                    ("l", state.push("l", 2, keep=3)),
+                    ("n", state.set("n", 7, ttl=10)),
+                ]:
                     with pytest.raises(StateError) as info:
                         await call
                     message = str(info.value)
@@ -331,10 +357,13 @@ def test_a_frozen_server_does_not_hang_calls(redis_server: RedisServer) -> None:
     run(main())
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://:{pw}@127.0.0.1:{port}/0", "redis://:***@127.0.0.1:{port}/0"),
-    ("redis://127.0.0.1:{port}/0?password={pw}", "redis://127.0.0.1:{port}/0?password=***"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:{pw}@127.0.0.1:{port}/0", "redis://:***@127.0.0.1:{port}/0"),
+        ("redis://127.0.0.1:{port}/0?password={pw}", "redis://127.0.0.1:{port}/0?password=***"),
+    ],
+)
 def test_open_against_a_closed_port_names_the_url(url: str, shown: str) -> None:
     port = free_port()
     backend = RedisBackend(url.format(pw=PASSWORD, port=port))
@@ -362,8 +391,9 @@ def test_open_with_a_wrong_password_names_the_url_not_the_password(
     assert PASSWORD not in message
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0",
-                                 "not a url at all", ""])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0", "not a url at all", ""]
+)
 def test_open_with_an_unusable_url_is_a_state_error(url: str) -> None:
     with pytest.raises(StateError):
         run(RedisBackend(url).open())
@@ -384,23 +414,39 @@ def test_open_with_an_unusable_url_is_a_state_error(url: str) -> None:
         ("redis://:pw@MyHost.Example:6379/0", "redis://:***@MyHost.Example:6379/0"),
         ("unix://:pw@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
         ("redis://host:6379/0?password=pw", "redis://host:6379/0?password=***"),
-        ("redis://host/0?db=1&password=pw&timeout=2",
-         "redis://host/0?db=1&password=***&timeout=2"),
+        ("redis://host/0?db=1&password=pw&timeout=2", "redis://host/0?db=1&password=***&timeout=2"),
     ],
 )
 def test_redact_url_hides_the_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
-@pytest.mark.parametrize("url", ["redis://host:6379/0", "redis://user@host:6379/0",
-                                 "redis://localhost", "unix:///run/redis.sock?db=2", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://host:6379/0",
+        "redis://user@host:6379/0",
+        "redis://localhost",
+        "unix:///run/redis.sock?db=2",
+        "",
+    ],
+)
 def test_redact_url_leaves_a_url_without_password_alone(url: str) -> None:
     assert redact_url(url) == url
 
 
-@pytest.mark.parametrize("url", ["redis://:pw@[::1", "redis://:pw@host:99999/0",
-                                 "redis://:pw@host:port/0", "::::", "redis://:pw@",
-                                 "\x00redis://:pw@host", "redis://:pw@ho st:1/0"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pw@[::1",
+        "redis://:pw@host:99999/0",
+        "redis://:pw@host:port/0",
+        "::::",
+        "redis://:pw@",
+        "\x00redis://:pw@host",
+        "redis://:pw@ho st:1/0",
+    ],
+)
 def test_redact_url_never_raises_nor_shows_the_password(url: str) -> None:
     shown = redact_url(url)
     assert isinstance(shown, str)

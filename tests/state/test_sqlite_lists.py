@@ -44,7 +44,8 @@ def test_a_push_writes_one_row_and_trims_the_oldest(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert rows(path, "SELECT seq, value FROM lolo_list WHERE key = 'log' ORDER BY seq") == [
-        (seq, f'{{"n":{seq}}}') for seq in range(991, 1001)]
+        (seq, f'{{"n":{seq}}}') for seq in range(991, 1001)
+    ]
     assert rows(path, "SELECT count(*) FROM lolo_kv") == [(0,)]
 
 

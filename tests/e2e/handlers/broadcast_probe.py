@@ -9,11 +9,16 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
     if ctx.params["action"] == "after":
         # The event as it came out of the broadcast's `out`: told back to its sender.
         body = ev.get("body")
-        ctx.emit("response", {"body": {
-            "after": body if isinstance(body, str | dict) else repr(body),
-            "message": ev["message"] if isinstance(ev["message"], str) else None,
-            "fields": sorted(ev),
-        }})
+        ctx.emit(
+            "response",
+            {
+                "body": {
+                    "after": body if isinstance(body, str | dict) else repr(body),
+                    "message": ev["message"] if isinstance(ev["message"], str) else None,
+                    "fields": sorted(ev),
+                }
+            },
+        )
         return
     if ctx.input == "req":
         await ctx.join("room")
@@ -29,7 +34,7 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
         ev["body"] = {"json": True, "from": ev["sessionId"]}
         ctx.route(ev, "quiet")
     elif message.startswith("loud:"):
-        ev["body"] = message[len("loud:"):]
+        ev["body"] = message[len("loud:") :]
         ctx.route(ev, "loud")
     else:
         ev["body"] = message

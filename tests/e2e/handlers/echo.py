@@ -7,10 +7,18 @@ from typing import Any
 
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     if ev["message"] == "describe":
-        ctx.emit("response", {"body": {
-            "path": ev["path"], "query": ev["query"], "node": ctx.node_id,
-            "has_peer": bool(ev["peer"]), "agent": ev["headers"].get("user-agent", ""),
-        }})
+        ctx.emit(
+            "response",
+            {
+                "body": {
+                    "path": ev["path"],
+                    "query": ev["query"],
+                    "node": ctx.node_id,
+                    "has_peer": bool(ev["peer"]),
+                    "agent": ev["headers"].get("user-agent", ""),
+                }
+            },
+        )
     elif ev["message"] == "bye":
         ctx.emit("response", {"body": "bye", "end": True})
     else:

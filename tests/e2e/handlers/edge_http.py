@@ -27,8 +27,19 @@ async def handler(ev: dict[str, Any], ctx: Any) -> None:
     if status in (204, 304):
         ctx.emit("response", {"status": status, "headers": {"x-action": action}})
         return
-    ctx.emit("response", {"status": status, "headers": {"x-action": action}, "body": {
-        "method": ev["method"], "path": ev["path"], "body": body,
-        "raw": ev["rawBody"].decode("latin-1"), "params": ev["params"],
-        "query": ev["query"], "headers": ev["headers"],
-    }})
+    ctx.emit(
+        "response",
+        {
+            "status": status,
+            "headers": {"x-action": action},
+            "body": {
+                "method": ev["method"],
+                "path": ev["path"],
+                "body": body,
+                "raw": ev["rawBody"].decode("latin-1"),
+                "params": ev["params"],
+                "query": ev["query"],
+                "headers": ev["headers"],
+            },
+        },
+    )

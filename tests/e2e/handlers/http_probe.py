@@ -11,12 +11,20 @@ from lolo_runtime.errors import Reject
 def describe(ev: dict[str, Any]) -> dict[str, Any]:
     body = ev["body"]
     return {
-        "method": ev["method"], "path": ev["path"], "routePath": ev["routePath"],
-        "params": ev["params"], "query": ev["query"], "headers": ev["headers"],
+        "method": ev["method"],
+        "path": ev["path"],
+        "routePath": ev["routePath"],
+        "params": ev["params"],
+        "query": ev["query"],
+        "headers": ev["headers"],
         "body": body if isinstance(body, dict | list | str | int | float | bool) else None,
-        "bodyType": type(body).__name__, "rawBody": ev["rawBody"].decode("latin-1"),
-        "rawBodyType": type(ev["rawBody"]).__name__, "sessionId": ev["sessionId"],
-        "peer": ev["peer"], "scheme": ev["scheme"], "session": ev.get("session"),
+        "bodyType": type(body).__name__,
+        "rawBody": ev["rawBody"].decode("latin-1"),
+        "rawBodyType": type(ev["rawBody"]).__name__,
+        "sessionId": ev["sessionId"],
+        "peer": ev["peer"],
+        "scheme": ev["scheme"],
+        "session": ev.get("session"),
     }
 
 
@@ -51,8 +59,14 @@ async def reply(ev: dict[str, Any], ctx: Any) -> None:
     elif kind == "bytes":
         ctx.emit("response", {"body": b"\x00\x01\xfe\xff"})
     elif kind == "custom":
-        ctx.emit("response", {"status": 202, "headers": {"x-probe": "yes",
-                              "content-type": "text/csv"}, "body": "a,b\n"})
+        ctx.emit(
+            "response",
+            {
+                "status": 202,
+                "headers": {"x-probe": "yes", "content-type": "text/csv"},
+                "body": "a,b\n",
+            },
+        )
     elif kind == "empty":
         ctx.emit("response", {"status": 204})
     elif kind == "bad-header":
