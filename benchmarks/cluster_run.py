@@ -49,11 +49,12 @@ from measure import latency_figures
 from paced import new_event_loop
 from servers import (
     REDIS_COMMAND,
-    REPO_ROOT,
     RunningServer,
     ServerError,
     ServerPool,
     die_with_parent,
+    git_commit,
+    pick_cores,
     probe_redis,
 )
 from wsclient import Tally
@@ -865,27 +866,6 @@ def build_settings(args: argparse.Namespace) -> Settings:
         if unknown:
             raise SystemExit(f"--only: unknown {sorted(unknown)}; known: {list(ALL)}")
     return s
-
-
-def pick_cores(no_pin: bool) -> tuple[int | None, int | None]:
-    cpus = sorted(os.sched_getaffinity(0))
-    if no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
-        return None, None
-    return cpus[0], cpus[1]
-
-
-def git_commit() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-
-        def run(*args: str) -> str:
-            return subprocess.run(
-                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
-            ).stdout.strip()
-
-        return run("rev-parse", "--short", "HEAD") + (
-            " (dirty)" if run("status", "--porcelain", "--untracked-files=no") else ""
-        )
-    return "unknown"
 
 
 def redis_version() -> str:

@@ -13,13 +13,10 @@ the medians and the ratio lolo-run / bare are written as Markdown, JSON and a PN
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import shlex
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -29,7 +26,7 @@ import procstat
 import report
 from report import BARE, LOLO
 from scenarios import ALL, NOISY_CORES, QUICK, Bench, Settings
-from servers import REPO_ROOT, ServerError, ServerPool
+from servers import ServerError, ServerPool, git_commit, pick_cores
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LOLO = "lolo-run flows/chat.yaml"
@@ -97,33 +94,6 @@ def build_settings(args: argparse.Namespace) -> Settings:
         if unknown:
             raise SystemExit(f"--only: unknown scenario(s) {sorted(unknown)}; known: {ALL}")
     return s
-
-
-def pick_cores(no_pin: bool) -> tuple[int | None, int | None]:
-    cpus = sorted(os.sched_getaffinity(0))
-    if no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
-        return None, None
-    return cpus[0], cpus[1]
-
-
-def git_commit() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return head + (" (dirty)" if dirty.stdout.strip() else "")
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,3 +226,26 @@ class ServerPool:
             time.sleep(0.005)
         server.startup_s = time.perf_counter() - t0
         return server
+
+
+def pick_cores(no_pin: bool) -> tuple[int | None, int | None]:
+    """The CPUs for the servers and for the load generator (None, None: do not pin)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+def git_commit() -> str:
+    """The checked-out commit, marked dirty when tracked files changed, for reports."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+
+        def run(*args: str) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+
+        return run("rev-parse", "--short", "HEAD") + (
+            " (dirty)" if run("status", "--porcelain", "--untracked-files=no") else ""
+        )
+    return "unknown"
