@@ -72,6 +72,12 @@ class SetupContext:
         """Whether a client with this session id is connected to this process now."""
         return self._engine.channels.is_local(session_id)
 
+    def is_wired(self, port: str) -> bool:
+        """Whether an edge leaves this node's out-port ``port``. For node types that wait
+        for what comes back from a port (``lolo/barrier``) or answer for it when nothing
+        would (``lolo/http-multi-trigger``): events sent out of an unwired port vanish."""
+        return self._engine.is_wired(self._node.id, port)
+
 
 class Context(SetupContext):
     """``ctx`` of one delivery: which port the event came in by, and how to send it on.
@@ -119,6 +125,24 @@ class Context(SetupContext):
     def emit(self, name: str, payload: Any = None) -> None:
         """Fire ``name`` (usually ``"response"``) at the invocation that started the chain."""
         self._invocation.emit(name, payload)
+
+    @property
+    def invocation(self) -> Invocation:
+        """The trigger invocation this chain belongs to (what ``emit`` talks to)."""
+        return self._invocation
+
+    def start_chain(self, ev: Event, port: str, invocation: Invocation) -> None:
+        """Send ``ev`` out of ``port`` now, as a chain of its own running in the background,
+        on behalf of ``invocation`` (usually a wrapper around :attr:`invocation` that
+        catches some of the chain's emits). For node types that run several chains at once
+        and wait for them (``lolo/barrier``); ``route`` would run them one after another,
+        after the handler returns."""
+        if port not in self._node.out_ports:
+            raise RouteError(
+                f"node {self._node.id!r} has no out-port {port!r}; "
+                f"its out-ports are: {', '.join(self._node.out_ports) or '(none)'}"
+            )
+        self._engine.route_later(self._node, port, ev, invocation)
 
     # Channels (docs/channels.md): reach clients wherever they are connected.
 

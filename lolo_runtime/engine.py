@@ -132,6 +132,11 @@ class Engine:
         except Exception:
             log.exception("invocation could not be told of a failure")
 
+    def is_wired(self, node_id: str, port: str) -> bool:
+        """Whether any edge leaves ``node_id.port`` (``fire`` on a port that none leaves
+        returns at once, and the event is gone)."""
+        return (node_id, port) in self._targets
+
     def route_later(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
         """A route made after its handler returned: deliver it as a chain of its own."""
         self.spawn(self.fire(node, port, ev, invocation))
