@@ -92,6 +92,15 @@ class Engine:
     async def _deliver(
         self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
     ) -> None:
+        routed = await self._call(node, in_port, is_async, ev, invocation)
+        if routed:
+            for out_port, out_ev in routed:
+                await self.fire(node, out_port, out_ev, invocation)
+
+    async def _call(
+        self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
+    ) -> list[tuple[str, Event]] | None:
+        """Run the node's handler once; return what it routed (None if it raised)."""
         ctx = Context(self, node, in_port, invocation)
         try:
             if is_async:
@@ -110,11 +119,25 @@ class Engine:
         except Exception as error:
             ctx.take_routed()
             self._handler_failed(node, invocation, error)
-            return
-        routed = ctx.take_routed()
-        if routed:
-            for out_port, out_ev in routed:
-                await self.fire(node, out_port, out_ev, invocation)
+            return None
+        return ctx.take_routed()
+
+    async def inject(
+        self, node_id: str, in_port: str, ev: Event, invocation: Invocation
+    ) -> list[tuple[str, Event]] | None:
+        """Deliver ``ev`` to one node's in-port, as if an edge had carried it, and return
+        what the handler routed instead of carrying it on (None if the handler raised).
+        For tests (:mod:`lolo_runtime.testing`): it runs one node in isolation."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise KeyError(f"no node {node_id!r}; nodes: {', '.join(self.nodes)}")
+        if in_port not in node.in_ports:
+            raise KeyError(
+                f"node {node_id!r} has no in-port {in_port!r}; "
+                f"its in-ports are: {', '.join(node.in_ports) or '(none)'}"
+            )
+        is_async = inspect.iscoroutinefunction(node.handle)
+        return await self._call(node, in_port, is_async, ev, invocation)
 
     def _handler_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
         tags = {"app": self.app, "node": node.id, "session": invocation.session_id}

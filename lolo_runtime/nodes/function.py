@@ -117,6 +117,18 @@ def load_handler_module(path: Path, shown: str) -> ModuleType:
     return module
 
 
+def forget_handler_modules() -> None:
+    """Drop every imported handler module, and the modules they imported from their own
+    folders (``import history`` beside a handler), so the next load imports them afresh:
+    in tests, module-level tables such as the tutorial's ``connections`` start empty."""
+    folders = {path.parent for path in _MODULES}
+    _MODULES.clear()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if name.startswith("lolo_handlers.") or (file and Path(file).resolve().parent in folders):
+            del sys.modules[name]
+
+
 def _module_name(path: Path) -> str:
     stem = "".join(ch if ch.isalnum() else "_" for ch in path.with_suffix("").as_posix())
     return stem.strip("_") or "handler"
