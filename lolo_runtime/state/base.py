@@ -247,6 +247,13 @@ class StateBackend(ABC):
         absent). ``kv_get`` returns such a list as one JSON array; ``kv_set`` replaces it.
         """
 
+    @abstractmethod
+    async def kv_claim(self, app: str, key: str, text: str, expires_at: float, now: float) -> bool:
+        """In one atomic step (across processes): if ``key`` holds no live value, store
+        ``text`` there until ``expires_at`` and return True; else change nothing and return
+        False. A list made by ``push`` counts as a live value.
+        """
+
 
 class AppState:
     """The key/value state of one app (what a handler sees as ``ctx.state``).
@@ -337,3 +344,19 @@ class AppState:
         texts = [encode_value(key, value)]
         texts += [encode_value(key, item) for item in more]
         return await self._backend.kv_push(self._app, key, texts, keep, self._backend.clock())
+
+    async def claim(self, key: str, ttl: float, value: object = True) -> bool:
+        """Store ``value`` under ``key`` for ``ttl`` seconds unless the key already holds a
+        live value; return whether this call stored it. Atomic across every process sharing
+        the store, so of many callers racing for one key exactly one gets True until the
+        value expires (or is deleted): a lease, e.g. "this tick of the timer is mine".
+        """
+        validate_key(key)
+        seconds = _validate_ttl(key, ttl)
+        if seconds is None:  # a claim nobody could ever take back would be a bug, not a lease
+            raise StateError(f"claim of key {key!r} needs a ttl (seconds)")
+        if value is None:
+            raise StateError(f"claim of key {key!r}: the value must not be None")
+        text = encode_value(key, value)
+        now = self._backend.clock()
+        return await self._backend.kv_claim(self._app, key, text, now + seconds, now)

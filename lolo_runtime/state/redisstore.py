@@ -5,7 +5,8 @@ Layout, under ``<namespace>:<app>:<key>`` (namespace and app percent-encoded):
 * a value stored with ``set`` is a hash ``{v: <JSON text>, e: <expiry, unix seconds>}``
   (``e`` only when it has a ttl). Expiry is judged against the caller's clock, as on
   SQLite; Redis also drops the key a second after it lapses, to reclaim memory;
-* a list made by ``push`` is a Redis list of JSON texts (RPUSH and LTRIM, one item a push).
+* a list made by ``push`` is a Redis list of JSON texts (RPUSH and LTRIM, one item a push);
+* a lease taken by ``claim`` is a value like any other (a hash with its expiry).
 
 Every operation that must look at a key's type or expiry and then change it is one Lua
 script, so it is atomic across processes. ``incr`` is ``HINCRBY`` (exact signed 64-bit
@@ -104,6 +105,21 @@ if n > keep then redis.call('LTRIM', KEYS[1], -keep, -1) end
 return redis.call('INCRBY', KEYS[2], #ARGV - 2)
 """
 
+# A lease: written only when nothing live is there (a list counts as live). ARGV: the JSON
+# text, its expiry, the caller's now, and when Redis may reclaim it (ms from now; 0: never).
+_CLAIM = """
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'list' then return 0 end
+if t == 'hash' then
+  local e = redis.call('HGET', KEYS[1], 'e')
+  if not e or tonumber(e) > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2])
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 1
+"""
+
 _SCAN_BATCH = 500
 
 _LONGEST_REDIS_TTL = 100 * 365 * 86400.0
@@ -200,6 +216,7 @@ class RedisBackend(StateBackend):
             ("live", _LIVE_KEYS),
             ("incr", _INCR),
             ("push", _PUSH),
+            ("claim", _CLAIM),
         ):
             self._scripts[name] = client.register_script(source)
 
@@ -343,6 +360,13 @@ class RedisBackend(StateBackend):
             raise StateError(
                 f"push to key {key!r} failed: Redis at {self.location}: {_reason(exc)}"
             ) from None
+
+    async def kv_claim(self, app: str, key: str, text: str, expires_at: float, now: float) -> bool:
+        remaining = max(0.0, expires_at - now)
+        reclaim = int(remaining * 1000) + 1000 if remaining <= _LONGEST_REDIS_TTL else 0
+        keys = [self._key(app, key), self._counter(app, key)]
+        args = [text, repr(expires_at), repr(now), str(reclaim)]
+        return bool(await self._script("claim", key, keys, args))
 
 
 def _is_key(name: str) -> bool:

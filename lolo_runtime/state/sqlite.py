@@ -52,6 +52,12 @@ _UPSERT = (
     "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
 
+_CLAIM = (
+    "INSERT INTO lolo_kv (app, key, value, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+    "WHERE lolo_kv.expires_at IS NOT NULL AND lolo_kv.expires_at <= ?"
+)
+
 # Every this many write batches, rows whose ttl has passed are deleted (they are already
 # invisible to readers; this only reclaims space).
 _PURGE_EVERY = 500
@@ -309,6 +315,17 @@ class SQLiteBackend(StateBackend):
                 (app, key, last - keep),
             )
             return last
+
+        return await self._worker.submit(run, writes=True)
+
+    async def kv_claim(self, app: str, key: str, text: str, expires_at: float, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if _is_list(conn, app, key):
+                return False
+            # One statement: insert, or take over a row whose ttl has passed; a live row
+            # stops the update, and rowcount says which happened. The batch holds SQLite's
+            # write lock from its start (BEGIN IMMEDIATE), so other processes wait.
+            return conn.execute(_CLAIM, (app, key, text, expires_at, now)).rowcount == 1
 
         return await self._worker.submit(run, writes=True)
 

@@ -758,3 +758,101 @@ def test_concurrent_multi_value_pushes_stay_whole(open_backend: OpenBackend) -> 
         run_of_five = final[start : start + 5]
         who = run_of_five[0][0]
         assert run_of_five == [f"{who}{i}" for i in range(5)]
+
+
+# claim(): a lease, "set if absent or expired", atomic across processes.
+
+
+def test_claim_is_won_once_until_it_expires(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        assert await state.claim("lease", 10, {"by": "first"}) is True
+        assert await state.claim("lease", 10, {"by": "second"}) is False
+        assert await state.get("lease") == {"by": "first"}  # the loser changed nothing
+        assert await state.keys() == ["lease"]
+        clock.advance(9.9)
+        assert await state.claim("lease", 10, {"by": "third"}) is False
+        clock.advance(0.1)  # expired: the next claim takes it over, with a fresh ttl
+        assert await state.claim("lease", 10, {"by": "fourth"}) is True
+        assert await state.get("lease") == {"by": "fourth"}
+        clock.advance(9.9)
+        assert await state.get("lease") == {"by": "fourth"}
+        clock.advance(0.1)
+        assert await state.get("lease") is None
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+def test_claim_after_delete_and_default_value(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        assert await state.claim("lease", 60) is True
+        assert await state.get("lease") is True
+        assert await state.delete("lease") is True  # a holder gives its lease back
+        assert await state.claim("lease", 60) is True
+        assert await backend.for_app("other").claim("lease", 60) is True  # apps apart
+
+    run(open_backend, body)
+
+
+def test_claim_never_takes_a_live_value_or_list(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        await state.set("kept", "mine")
+        await state.set("brief", "mine", ttl=5)
+        await state.push("list", 1, keep=5)
+        assert await state.claim("kept", 60) is False
+        assert await state.claim("brief", 60) is False
+        assert await state.claim("list", 60) is False
+        assert await state.get("kept") == "mine"
+        assert await state.get("list") == [1]
+        clock.advance(5)
+        assert await state.claim("brief", 60, "lease") is True
+        assert await state.get("brief") == "lease"
+        await state.set("brief", "plain")  # set() replaces a lease like any value
+        clock.advance(3600)
+        assert await state.get("brief") == "plain"
+        assert await state.push("list", 2, keep=5) == 2
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("ttl", [None, 0, -1, math.inf, math.nan, "5", True])
+def test_claim_needs_a_positive_ttl(open_backend: OpenBackend, ttl: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match="ttl"):
+            await state.claim("lease", ttl)
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+@pytest.mark.parametrize("value", [None, {1, 2}, b"bytes"], ids=["None", "set", "bytes"])
+def test_claim_value_must_be_json_and_not_none(open_backend: OpenBackend, value: Any) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        with pytest.raises(StateError, match="'lease'"):
+            await state.claim("lease", 10, value)
+        assert await state.keys() == []
+
+    run(open_backend, body)
+
+
+def test_one_claim_wins_among_racers_on_two_connections(open_backend: OpenBackend) -> None:
+    """Two backends on one store stand for two processes: of 40 concurrent claims of a
+    key, exactly one wins, whichever connection it came by (20 keys, one after another)."""
+
+    async def main() -> list[list[bool]]:
+        clock = FakeClock()
+        async with open_backend(clock) as one, open_backend(clock) as two:
+            states = [one.for_app("app"), two.for_app("app")]
+            outcomes = []
+            for n in range(20):
+                racers = (states[i % 2].claim(f"tick:{n}", 30, i) for i in range(40))
+                outcomes.append(list(await asyncio.gather(*racers)))
+            return outcomes
+
+    for outcomes in asyncio.run(main()):
+        assert outcomes.count(True) == 1
