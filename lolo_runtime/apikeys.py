@@ -3,7 +3,9 @@
 A key looks like ``lolo_<keyid>_<secret>``: ``keyid`` is 8 hex characters, not secret, used to
 find and list keys; ``secret`` is 32 random bytes, urlsafe-base64 encoded (43 characters).
 Only a hash of the whole key is stored, under the reserved app namespace :data:`KEYS_APP`, key
-``key:<keyid>``. Because every lookup reads the store, a running app sharing the state file
+``key:<keyid>``. Each key has a role, ``read`` or ``write`` (:data:`ROLES`); records made before
+roles existed have none and count as ``write``, which is what every key could do then.
+Because every lookup reads the store, a running app sharing the state file
 sees a key created (or revoked) by another process at once.
 
 Nothing here logs a key or its hash.
@@ -23,6 +25,7 @@ from .state import AppState, StateBackend, StateError
 
 __all__ = [
     "KEYS_APP",
+    "ROLES",
     "KeyRecord",
     "create_key",
     "list_keys",
@@ -33,6 +36,10 @@ __all__ = [
 
 KEYS_APP = "__lolo_keys__"
 """Reserved app namespace holding the key records (flow apps must not use this name)."""
+
+ROLES = ("read", "write")
+"""A ``read`` key may only read: ``lolo/api-auth`` with ``authorize: true`` refuses it writes."""
+DEFAULT_ROLE = "write"
 
 _RECORD_PREFIX = "key:"
 _KEY_RE = re.compile(r"lolo_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
@@ -47,6 +54,7 @@ class KeyRecord:
     email: str
     account_id: str
     created: float
+    role: str = DEFAULT_ROLE
 
     @property
     def prefix(self) -> str:
@@ -75,16 +83,22 @@ def _record_from(key_id: str, stored: Any) -> tuple[KeyRecord, str] | None:
         return None
     if isinstance(created, bool) or not isinstance(created, int | float):
         return None
-    return KeyRecord(key_id, email, account_id, float(created)), digest
+    role = stored.get("role", DEFAULT_ROLE)
+    if role not in ROLES:  # damaged: refusing the key beats guessing what it may do
+        return None
+    return KeyRecord(key_id, email, account_id, float(created), role), digest
 
 
 async def create_key(
-    backend: StateBackend, email: str, account_id: str | None = None
+    backend: StateBackend, email: str, account_id: str | None = None, role: str = DEFAULT_ROLE
 ) -> tuple[str, KeyRecord]:
     """Create a key for ``email``; return the key (shown once, never stored) and its record.
 
-    ``account_id`` defaults to a newly generated ``acct_<16 hex>``.
+    ``account_id`` defaults to a newly generated ``acct_<16 hex>``; ``role`` is ``read`` or
+    ``write``.
     """
+    if role not in ROLES:
+        raise UsageError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     email = email.strip() if isinstance(email, str) else email
     if not isinstance(email, str) or "@" not in email or any(ch.isspace() for ch in email):
         raise UsageError(f"email must look like an address (x@y, no spaces), not {email!r}")
@@ -100,7 +114,7 @@ async def create_key(
     else:  # 10 collisions in a 2**32 space: something is badly wrong
         raise StateError("could not find an unused API key id")
     key = f"lolo_{key_id}_{secrets.token_urlsafe(32)}"
-    record = KeyRecord(key_id, email, account_id, backend.clock())
+    record = KeyRecord(key_id, email, account_id, backend.clock(), role)
     await store.set(
         _RECORD_PREFIX + key_id,
         {
@@ -108,6 +122,7 @@ async def create_key(
             "email": record.email,
             "account_id": record.account_id,
             "created": record.created,
+            "role": record.role,
         },
     )
     return key, record

@@ -26,11 +26,12 @@ def keys_command(options: argparse.Namespace, state: StateBackend) -> int:
 async def _keys(options: argparse.Namespace, state: StateBackend) -> int:
     async with state as backend:
         if options.action == "create":
-            key, record = await create_key(backend, options.email, options.account)
+            key, record = await create_key(backend, options.email, options.account, options.role)
             # The only time the key is shown: it is not stored, only its hash.
             print(key)
             print(
-                f"created {record.prefix} for {record.email} (account {record.account_id}) "
+                f"created {record.prefix} ({record.role}) for {record.email} "
+                f"(account {record.account_id}) "
                 f"in {state.location}; keep the key safe, it cannot be shown again",
                 file=sys.stderr,
             )
@@ -41,7 +42,10 @@ async def _keys(options: argparse.Namespace, state: StateBackend) -> int:
                 print(f"no keys in {state.location}", file=sys.stderr)
             for record in records:
                 created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-                print(f"{record.prefix}\t{record.email}\t{record.account_id}\t{created}")
+                print(
+                    f"{record.prefix}\t{record.email}\t{record.account_id}\t{created}"
+                    f"\t{record.role}"
+                )
             return 0
         if await revoke_key(backend, options.key_id):
             print(f"revoked {options.key_id}", file=sys.stderr)

@@ -2,11 +2,12 @@
 
 The key is read from the ``lolo-api-key`` query parameter or header, or from
 ``Authorization: Bearer <key>``. A valid key sets
-``ev["session"] = {"accountId": ..., "email": ...}`` and routes the event on; a missing
-or invalid one raises :class:`~lolo_runtime.errors.Reject` (401), which stops the chain
-and, for a WebSocket ``req`` event, refuses the handshake; an HTTP trigger answers the
-request 401 (with ``WWW-Authenticate: Bearer``). Keys never reach the log: every log
-line is redacted (:mod:`lolo_runtime.logs`).
+``ev["session"] = {"accountId": ..., "email": ..., "role": "read" | "write"}`` and routes the
+event on; a missing or invalid one raises :class:`~lolo_runtime.errors.Reject` (401), which
+stops the chain and, for a WebSocket ``req`` event, refuses the handshake; an HTTP trigger
+answers the request 401 (with ``WWW-Authenticate: Bearer``). With ``authorize: true`` a read
+key is refused (403) for the methods that write (:data:`WRITE_METHODS`). Keys never reach the
+log: every log line is redacted (:mod:`lolo_runtime.logs`).
 
 Revocation takes effect on live connections too: every :data:`REVOCATION_CHECK_INTERVAL`
 seconds, while WebSocket clients it let in are connected, the node reads which keys are
@@ -23,7 +24,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from lolo_runtime.apikeys import live_key_ids, verify_key
+from pydantic import BaseModel, ConfigDict, Field
+
+from lolo_runtime.apikeys import KeyRecord, live_key_ids, verify_key
 from lolo_runtime.context import Context, SetupContext
 from lolo_runtime.errors import Reject
 from lolo_runtime.node import Node
@@ -36,7 +39,30 @@ CLOSE_KEY_REVOKED = 4401
 """WebSocket close code for a client whose key was revoked (application range; mirrors
 the HTTP 401 that the same key now gets at connect)."""
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+"""What a read key may not do when roles are enforced (GET, HEAD, OPTIONS only read)."""
+
 log = logging.getLogger("lolo.auth")
+
+
+class ApiAuthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    authorize: bool = Field(
+        False,
+        description="Enforce the key's role: a read key gets 403 for POST, PUT, PATCH and "
+        "DELETE. Off: any valid key passes, and the chain may look at ev.session.role.",
+    )
+
+
+def session_of(record: KeyRecord) -> dict[str, str]:
+    """``ev["session"]`` for a request made with ``record``'s key, as Lolo shapes it."""
+    return {"accountId": record.account_id, "email": record.email, "role": record.role}
+
+
+def may_use(role: str, method: str) -> bool:
+    """Whether a key of ``role`` may make a request with ``method`` (write keys: any)."""
+    return role == "write" or method.upper() not in WRITE_METHODS
 
 
 def presented_key(ev: Event) -> str | None:
@@ -60,6 +86,7 @@ def presented_key(ev: Event) -> str | None:
 class ApiAuthNode(Node):
     """Authenticates with the API keys that ``lolo-run keys create`` made."""
 
+    Params = ApiAuthParams
     inputs: ClassVar[tuple[str, ...]] = ("in",)
     outputs: ClassVar[tuple[str, ...]] = ("out",)
 
@@ -120,7 +147,10 @@ class ApiAuthNode(Node):
         record = await verify_key(self._backend, key)
         if record is None:
             raise Reject(401, f"invalid {KEY_NAME}")
-        ev["session"] = {"accountId": record.account_id, "email": record.email}
+        method = ev.get("method")
+        if self.params.authorize and isinstance(method, str) and not may_use(record.role, method):
+            raise Reject(403, f"a {record.role} key may not {method.upper()}")
+        ev["session"] = session_of(record)
         if self._is_connected(ctx.session_id):  # a WebSocket client: watch its key
             self._holders[ctx.session_id] = (record.key_id, ctx.emit)
         ctx.route(ev, "out")

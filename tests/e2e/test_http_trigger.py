@@ -283,7 +283,8 @@ def test_api_auth_takes_the_key_from_header_bearer_or_query(tmp_path: Path) -> N
         log = server.stderr()
     assert [r.status for r in granted] == [200, 200, 200]
     sessions = [r.json()["session"] for r in granted]
-    assert sessions[0] == sessions[1] == {"accountId": "acct-ann", "email": "ann@example.com"}
+    ann_session = {"accountId": "acct-ann", "email": "ann@example.com", "role": "write"}
+    assert sessions[0] == sessions[1] == ann_session
     assert sessions[2]["email"] == "bob@example.com"
     assert sessions[2]["accountId"]
     assert [r.status for r in refused] == [401] * 6

@@ -201,3 +201,58 @@ def test_bad_email_is_refused(tmp_path: Path, email: str) -> None:
         assert await list_keys(backend) == []
 
     run(tmp_path / "s.sqlite3", body)
+
+
+# -- roles ----------------------------------------------------------------------------------
+
+
+def test_a_key_has_the_role_it_was_made_with_and_write_by_default(tmp_path: Path) -> None:
+    async def body(backend: SQLiteBackend) -> None:
+        reader_key, reader = await create_key(backend, "r@example.com", role="read")
+        writer_key, writer = await create_key(backend, "w@example.com")
+        assert (reader.role, writer.role) == ("read", "write")
+        assert await verify_key(backend, reader_key) == reader
+        assert await verify_key(backend, writer_key) == writer
+        listed = {r.email: r.role for r in await list_keys(backend)}
+        assert listed == {"r@example.com": "read", "w@example.com": "write"}
+        stored = await backend.for_app(KEYS_APP).get(f"key:{reader.key_id}")
+        assert stored["role"] == "read"
+
+    run(tmp_path / "s.sqlite3", body)
+
+
+@pytest.mark.parametrize("role", ["admin", "READ", "", None, 1])
+def test_an_unknown_role_is_refused(tmp_path: Path, role: Any) -> None:
+    async def body(backend: SQLiteBackend) -> None:
+        with pytest.raises(ValueError, match="role must be one of read, write"):
+            await create_key(backend, "a@example.com", role=role)
+        assert await list_keys(backend) == []
+
+    run(tmp_path / "s.sqlite3", body)
+
+
+def test_a_record_from_before_roles_counts_as_write(tmp_path: Path) -> None:
+    async def body(backend: SQLiteBackend) -> None:
+        key, record = await create_key(backend, "old@example.com", role="read")
+        store = backend.for_app(KEYS_APP)
+        stored = await store.get(f"key:{record.key_id}")
+        del stored["role"]  # as create_key wrote records before roles existed
+        await store.set(f"key:{record.key_id}", stored)
+        found = await verify_key(backend, key)
+        assert found is not None and found.role == "write"
+        assert [r.role for r in await list_keys(backend)] == ["write"]
+
+    run(tmp_path / "s.sqlite3", body)
+
+
+@pytest.mark.parametrize("damaged", ["admin", None, 7, ["read"]])
+def test_a_record_with_a_damaged_role_lets_no_one_in(tmp_path: Path, damaged: Any) -> None:
+    async def body(backend: SQLiteBackend) -> None:
+        key, record = await create_key(backend, "x@example.com")
+        store = backend.for_app(KEYS_APP)
+        stored = await store.get(f"key:{record.key_id}")
+        await store.set(f"key:{record.key_id}", {**stored, "role": damaged})
+        assert await verify_key(backend, key) is None
+        assert await list_keys(backend) == []
+
+    run(tmp_path / "s.sqlite3", body)
