@@ -171,7 +171,7 @@ class BarrierNode(Node):
             gathering.over = True
         if gathering.failed is not None:
             tag, node_id = gathering.failed
-            ctx.log.info(f"task {tag!r} failed in node {node_id!r}; the event is dropped")
+            ctx.log.info(f"task {tag!r} failed in node {node_id!r}; event dropped")
         elif len(gathering.results) == len(self.tags):
             ctx.route(gathering.collected(), OUT)
         else:
