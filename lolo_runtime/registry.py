@@ -85,6 +85,7 @@ BUILTIN_TYPES: dict[str, str] = {
     "lolo/function": "lolo_runtime.nodes.function:FunctionNode",
     "lolo/http-trigger": "lolo_runtime.nodes.http:HttpTrigger",
     "lolo/static": "lolo_runtime.nodes.static:StaticNode",
+    "lolo/timer-trigger": "lolo_runtime.nodes.timer:TimerTrigger",
     "lolo/websocket-trigger": "lolo_runtime.nodes.websocket:WebSocketTrigger",
 }
 
