@@ -269,25 +269,23 @@ def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
         if node_spec.id in visited:
             continue  # a duplicate id, reported already; ``node`` is the first one
         visited.add(node_spec.id)
-        path = node.http_path if isinstance(node, Trigger) else None
-        if path is None:
-            continue
-        # ``/users/:id`` and ``/users/:name`` match the same requests: the second could
-        # never be reached, so they count as one path.
-        shape = "/".join(":" if part.startswith(":") else part for part in path.split("/"))
-        if shape in claimed:
-            other_id, other_path = claimed[shape]
-            same = (
-                "is already served"
-                if other_path == path
-                else f"matches the same requests as {other_path!r}, served"
-            )
-            report.add(
-                ("nodes", index, "params", "path"),
-                f"node {node_spec.id!r}: path {path!r} {same} by node {other_id!r}",
-            )
-        else:
-            claimed[shape] = (node_spec.id, path)
+        for path in node.http_paths if isinstance(node, Trigger) else []:
+            # ``/users/:id`` and ``/users/:name`` match the same requests: the second
+            # could never be reached, so they count as one path.
+            shape = "/".join(":" if part.startswith(":") else part for part in path.split("/"))
+            if shape in claimed:
+                other_id, other_path = claimed[shape]
+                same = (
+                    "is already served"
+                    if other_path == path
+                    else f"matches the same requests as {other_path!r}, served"
+                )
+                report.add(
+                    ("nodes", index, "params", "path"),
+                    f"node {node_spec.id!r}: path {path!r} {same} by node {other_id!r}",
+                )
+            else:
+                claimed[shape] = (node_spec.id, path)
 
 
 def _check_edges(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> list[Edge]:

@@ -105,6 +105,13 @@ class Trigger(Node):
         listener); two triggers may not serve one path."""
         return None
 
+    @property
+    def http_paths(self) -> list[str]:
+        """Every URL path this trigger serves (``lolo/crud-api`` serves two); the loader
+        checks each against the other triggers'. Defaults to ``[http_path]``."""
+        path = self.http_path
+        return [] if path is None else [path]
+
     async def start(self, host: TriggerHost) -> None:
         """Begin accepting work (register routes, start timers). Called after every setup."""
 

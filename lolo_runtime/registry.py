@@ -82,6 +82,7 @@ BUILTIN_TYPES: dict[str, str] = {
     "lolo/api-auth": "lolo_runtime.nodes.api_auth:ApiAuthNode",
     "lolo/barrier": "lolo_runtime.nodes.barrier:BarrierNode",
     "lolo/broadcast": "lolo_runtime.nodes.broadcast:BroadcastNode",
+    "lolo/crud-api": "lolo_runtime.nodes.crud:CrudApiNode",
     "lolo/function": "lolo_runtime.nodes.function:FunctionNode",
     "lolo/http-trigger": "lolo_runtime.nodes.http:HttpTrigger",
     "lolo/static": "lolo_runtime.nodes.static:StaticNode",

@@ -25,6 +25,7 @@ from lolo_runtime.errors import LoloError
 from lolo_runtime.health import HEALTH_PATH, Check, HealthRoute
 from lolo_runtime.loader import Flow
 from lolo_runtime.node import Node, Trigger
+from lolo_runtime.openapi import OPENAPI_PATH, OpenApiRoute
 from lolo_runtime.state import StateBackend, StateError
 from lolo_runtime.watchdog import LoopWatchdog
 
@@ -148,6 +149,7 @@ class Runtime:
                 ) from exc
         if self.edge is not None:
             self.edge.add_http(HEALTH_PATH, HealthRoute(self.flow.app, self._health_checks()))
+            self.edge.add_http(OPENAPI_PATH, OpenApiRoute(self.flow))
             self.listener = Listener(
                 self.edge,
                 self.options.host,

@@ -41,6 +41,8 @@ from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.errors import HandlerTimeout, Reject
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
 from lolo_runtime.nodes.websocket import request_fields
+from lolo_runtime.openapi import openapi_path, text_content
+from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
     from lolo_runtime.engine import Engine
@@ -276,39 +278,82 @@ class HttpTrigger(Trigger):
             body = parse_body(request)
         except BadBody as exc:
             return plain(400, f"{exc}\n")
-        invocation = HttpInvocation(self.id, next(_request_ids))
         ev = request_fields(request)
-        ev["sessionId"] = invocation.session_id
         ev["routePath"] = self.params.path
         ev["body"] = body
         ev["rawBody"] = request.body
-        # The chain runs as a task of its own: the answer goes out as soon as it is
-        # emitted, even when the chain goes on after it.
-        self._engine.spawn(self._engine.fire(self, "out", ev, invocation))
-        answer = invocation.answer
-        if not answer.done():
-            timer = asyncio.get_running_loop().call_later(
-                self.params.timeout, self._time_out, invocation, request
-            )
-            try:
-                await answer
-            finally:
-                timer.cancel()
-        return answer.result()
+        return await answer_with_chain(self, self._engine, ev, request, self.params.timeout)
 
-    def _time_out(self, invocation: HttpInvocation, request: HttpRequest) -> None:
-        if invocation.answer.done():
-            return
-        log.warning(
-            "trigger %r: no response within %gs to %s %s; answered 504",
-            self.id,
-            self.params.timeout,
-            request.method,
-            request.path,
-            extra={
-                "app": self._engine.app if self._engine else None,
-                "node": self.id,
-                "session": invocation.session_id,
-            },
+    def openapi_paths(self) -> dict[str, dict[str, Any]]:
+        """The path, its route params and methods; what the chain answers is its own
+        business, so every status is documented as possible ('default')."""
+        path, parameters = openapi_path(self.params.path)
+        methods = self.params.methods or ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        item: dict[str, Any] = {"parameters": parameters} if parameters else {}
+        for method in methods:
+            if method == "HEAD" and "GET" in methods:
+                continue  # served with GET's answer
+            operation: dict[str, Any] = {
+                "operationId": f"{self.id}-{method.lower()}",
+                "responses": {
+                    "default": {"description": "What the flow emits as 'response'"},
+                    "400": {
+                        "description": "A body not what its Content-Type says",
+                        "content": text_content(),
+                    },
+                    "413": {
+                        "description": f"A body over {self.max_body_bytes} bytes",
+                        "content": text_content(),
+                    },
+                },
+            }
+            if method in ("POST", "PUT", "PATCH"):
+                operation["requestBody"] = {
+                    "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {}}}
+                }
+            item[method.lower()] = operation
+        return {path: item}
+
+
+async def answer_with_chain(
+    trigger: Trigger,
+    engine: Engine,
+    ev: Event,
+    request: HttpRequest,
+    timeout: float,
+    *,
+    port: str = "out",
+) -> HttpResponse:
+    """Fire ``ev`` out of the trigger's ``port`` and wait for the chain's first
+    ``emit("response", ...)``: 504 after ``timeout`` seconds, 500 if a handler raises."""
+    invocation = HttpInvocation(trigger.id, next(_request_ids))
+    ev["sessionId"] = invocation.session_id
+    # The chain runs as a task of its own: the answer goes out as soon as it is
+    # emitted, even when the chain goes on after it.
+    engine.spawn(engine.fire(trigger, port, ev, invocation))
+    answer = invocation.answer
+    if not answer.done():
+        timer = asyncio.get_running_loop().call_later(
+            timeout, _time_out, trigger.id, engine.app, timeout, invocation, request
         )
-        invocation.answer.set_result(plain(504, "The app did not answer in time.\n"))
+        try:
+            await answer
+        finally:
+            timer.cancel()
+    return answer.result()
+
+
+def _time_out(
+    node_id: str, app: str, timeout: float, invocation: HttpInvocation, request: HttpRequest
+) -> None:
+    if invocation.answer.done():
+        return
+    log.warning(
+        "trigger %r: no response within %gs to %s %s; answered 504",
+        node_id,
+        timeout,
+        request.method,
+        request.path,
+        extra={"app": app, "node": node_id, "session": invocation.session_id},
+    )
+    invocation.answer.set_result(plain(504, "The app did not answer in time.\n"))
