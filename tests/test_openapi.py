@@ -172,6 +172,19 @@ def test_any_node_with_openapi_paths_takes_part(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("flow", sorted(FLOWS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_example_flow_has_a_valid_document(flow: Path) -> None:
+    document = build_document(load_flow(flow))
+    validate(document)
+    operation_ids = [
+        operation["operationId"]
+        for item in document["paths"].values()
+        for key, operation in item.items()
+        if key != "parameters"
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
 def test_a_flow_without_http_routes_has_an_empty_document() -> None:
     document = build_document(load_flow(FLOWS / "chat.yaml"))
     validate(document)

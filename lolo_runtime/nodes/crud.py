@@ -123,14 +123,14 @@ class CrudApiNode(Trigger):
         ev = request_fields(request)
         ev["routePath"] = f"/{self.resource}/:id" if "id" in request.params else self.http_path
         ev["rawBody"] = request.body
+        if self.params.auth:  # first: a client without a key learns nothing more
+            refused = await self._authenticate(ev, action)
+            if refused is not None:
+                return refused
         try:
             ev["body"] = parse_body(request)
         except BadBody as exc:
             return refusal(400, str(exc))
-        if self.params.auth:
-            refused = await self._authenticate(ev, action)
-            if refused is not None:
-                return refused
         ev["crud"] = {"action": action, "resource": self.resource}
         refused = await self._act(engine.state, ev, action)
         if refused is not None:

@@ -422,11 +422,13 @@ def test_with_auth_a_key_is_needed_and_a_read_key_may_only_read(tmp_path: Path) 
     assert read["session"]["role"] == "read"
 
 
-def test_auth_comes_before_the_schema(tmp_path: Path) -> None:
-    async def test(app: App) -> int:
-        return (await app.request("POST", "/notes", {"wrong": 1})).status
+def test_auth_comes_before_the_body(tmp_path: Path) -> None:
+    async def test(app: App) -> list[int]:
+        wrong = await app.request("POST", "/notes", {"wrong": 1})
+        broken = await app.request("POST", "/notes", raw=b"{nope")
+        return [wrong.status, broken.status]
 
-    assert run_app(tmp_path, PARAMS + "auth: true\n", test) == 401
+    assert run_app(tmp_path, PARAMS + "auth: true\n", test) == [401, 401]
 
 
 # Load-time checks: path:line messages
