@@ -104,6 +104,29 @@ def error_schema() -> dict[str, Any]:
     }
 
 
+def chain_operation(node_id: str, method: str, max_body_bytes: int) -> dict[str, Any]:
+    """An operation whose answer is whatever the flow's chain emits (``default``), after
+    the refusals an HTTP trigger makes itself: a body unlike its Content-Type, too big."""
+    operation: dict[str, Any] = {
+        "operationId": f"{node_id}-{method.lower()}",
+        "responses": {
+            "default": {"description": "What the flow emits as 'response'"},
+            "400": {"description": "A body not what its Content-Type says", **_text()},
+            "413": {"description": f"A body over {max_body_bytes} bytes", **_text()},
+        },
+    }
+    if method in ("POST", "PUT", "PATCH"):
+        any_body: dict[str, Any] = {"schema": {}}
+        operation["requestBody"] = {
+            "content": {"application/json": any_body, "text/plain": any_body}
+        }
+    return operation
+
+
+def _text() -> dict[str, Any]:
+    return {"content": text_content()}
+
+
 # The document.
 
 

@@ -41,7 +41,7 @@ from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.errors import HandlerTimeout, Reject
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
 from lolo_runtime.nodes.websocket import request_fields
-from lolo_runtime.openapi import openapi_path, text_content
+from lolo_runtime.openapi import chain_operation, openapi_path
 from lolo_runtime.types import Event
 
 if TYPE_CHECKING:
@@ -286,32 +286,13 @@ class HttpTrigger(Trigger):
 
     def openapi_paths(self) -> dict[str, dict[str, Any]]:
         """The path, its route params and methods; what the chain answers is its own
-        business, so every status is documented as possible ('default')."""
+        business, so any status is documented as possible."""
         path, parameters = openapi_path(self.params.path)
         methods = self.params.methods or ["GET", "POST", "PUT", "PATCH", "DELETE"]
         item: dict[str, Any] = {"parameters": parameters} if parameters else {}
         for method in methods:
-            if method == "HEAD" and "GET" in methods:
-                continue  # served with GET's answer
-            operation: dict[str, Any] = {
-                "operationId": f"{self.id}-{method.lower()}",
-                "responses": {
-                    "default": {"description": "What the flow emits as 'response'"},
-                    "400": {
-                        "description": "A body not what its Content-Type says",
-                        "content": text_content(),
-                    },
-                    "413": {
-                        "description": f"A body over {self.max_body_bytes} bytes",
-                        "content": text_content(),
-                    },
-                },
-            }
-            if method in ("POST", "PUT", "PATCH"):
-                operation["requestBody"] = {
-                    "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {}}}
-                }
-            item[method.lower()] = operation
+            if method != "HEAD" or "GET" not in methods:  # else served with GET's answer
+                item[method.lower()] = chain_operation(self.id, method, self.max_body_bytes)
         return {path: item}
 
 
