@@ -84,6 +84,7 @@ BUILTIN_TYPES: dict[str, str] = {
     "lolo/broadcast": "lolo_runtime.nodes.broadcast:BroadcastNode",
     "lolo/crud-api": "lolo_runtime.nodes.crud:CrudApiNode",
     "lolo/function": "lolo_runtime.nodes.function:FunctionNode",
+    "lolo/http-multi-trigger": "lolo_runtime.nodes.http_multi:HttpMultiTrigger",
     "lolo/http-trigger": "lolo_runtime.nodes.http:HttpTrigger",
     "lolo/static": "lolo_runtime.nodes.static:StaticNode",
     "lolo/timer-trigger": "lolo_runtime.nodes.timer:TimerTrigger",
