@@ -30,8 +30,8 @@ async def _keys(options: argparse.Namespace, state: StateBackend) -> int:
             # The only time the key is shown: it is not stored, only its hash.
             print(key)
             print(
-                f"created {record.prefix} ({record.role}) for {record.email} "
-                f"(account {record.account_id}) "
+                f"created {record.prefix} for {record.email} "
+                f"(account {record.account_id}, role {record.role}) "
                 f"in {state.location}; keep the key safe, it cannot be shown again",
                 file=sys.stderr,
             )

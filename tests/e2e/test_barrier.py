@@ -31,7 +31,9 @@ def test_two_lookups_are_gathered_into_one_answer(server: LoloProcess) -> None:
     assert list(gathered) == ["user", "orders"]  # the order of the task ports
     assert gathered["user"] == {"id": "42", "name": "user 42"}
     assert gathered["orders"]["count"] == 2
-    assert gathered["orders"]["took"] >= LOOKUP_SECONDS  # the slow one was waited for
+    # The slow one was waited for (the loop may wake a timer a hair early, and 'took' is
+    # rounded to the millisecond).
+    assert gathered["orders"]["took"] >= LOOKUP_SECONDS - 0.01
 
 
 def test_the_lookups_run_at_the_same_time(server: LoloProcess) -> None:
@@ -40,7 +42,7 @@ def test_the_lookups_run_at_the_same_time(server: LoloProcess) -> None:
     took = time.monotonic() - started
     assert reply.status == 200
     assert reply.json()["gathered"]["user"]["id"] == "7"
-    assert LOOKUP_SECONDS <= took < 2 * LOOKUP_SECONDS - 0.05
+    assert LOOKUP_SECONDS - 0.01 <= took < 2 * LOOKUP_SECONDS - 0.05
 
 
 def test_concurrent_requests_each_get_their_own_results(server: LoloProcess) -> None:
