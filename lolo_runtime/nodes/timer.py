@@ -105,6 +105,8 @@ class TimerParams(BaseModel):
 
 
 class TimerTrigger(Trigger):
+    """Fires ``out`` at each tick of its schedule; see the module docstring."""
+
     Params = TimerParams
     outputs: ClassVar[tuple[str, ...]] = ("out",)
 
@@ -114,7 +116,8 @@ class TimerTrigger(Trigger):
         zone = parse_zone(self.params.timezone)
         self.schedule: Schedule
         if self.params.every is not None:
-            self.schedule = Every(parse_every(self.params.every), zone, self.params.every)
+            every = self.params.every.strip()
+            self.schedule = Every(parse_every(every), zone, every)
         else:
             assert self.params.cron is not None
             self.schedule = Cron(self.params.cron, zone)

@@ -75,7 +75,7 @@ def test_a_flow_of_a_timer_alone_ticks_every_second_without_a_port() -> None:
         assert fire.node == "every-second" and not fire.catch_up
         assert fire.scheduled.utcoffset() == fire.fired.utcoffset()  # New York time
         assert str(fire.scheduled.tzinfo) in ("UTC-05:00", "UTC-04:00")
-        assert 0 <= (fire.fired - fire.scheduled).total_seconds() < 0.5
+        assert 0 <= (fire.fired - fire.scheduled).total_seconds() < 1
     assert len({fire.session for fire in found}) == len(found)
     # At start, an INFO line lists the next three fire times: the first three ticks.
     listed = _NEXT.search(log)
