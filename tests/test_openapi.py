@@ -86,7 +86,7 @@ def test_the_crud_example_documents_both_resources_and_the_greeting() -> None:
     }
     create = paths["/notes"]["post"]
     assert create["security"] == KEY_ALTERNATIVES
-    assert sorted(create["responses"]) == ["201", "400", "401", "403", "413"]
+    assert sorted(create["responses"]) == ["201", "400", "401", "403", "413", "415"]
     sent = create["requestBody"]["content"]["application/json"]["schema"]
     assert sent["required"] == ["title"] and sent["additionalProperties"] is False
     assert sent["properties"]["title"] == {"type": "string", "minLength": 1, "maxLength": 200}
@@ -95,7 +95,7 @@ def test_the_crud_example_documents_both_resources_and_the_greeting() -> None:
     assert stored["properties"]["id"]["type"] == "integer"
     patch = paths["/notes/{id}"]["patch"]
     assert "required" not in patch["requestBody"]["content"]["application/json"]["schema"]
-    assert sorted(patch["responses"]) == ["200", "400", "401", "403", "404", "413"]
+    assert sorted(patch["responses"]) == ["200", "400", "401", "403", "404", "413", "415"]
     assert sorted(paths["/notes"]["get"]["responses"]) == ["200", "400", "401"]
     assert sorted(paths["/tags/{id}"]["delete"]["responses"]) == ["204", "400", "404"]
     assert "security" not in paths["/tags"]["post"]

@@ -9,10 +9,10 @@ record), then sends an event out of ``out`` carrying the request's fields, ``cru
 usually ``ev["response"]``; when nothing is wired to ``out`` the node answers the suggested
 response itself, so a bare CRUD node is a working API.
 
-Refusals come before any chain, as JSON ``{"error": ..., "errors"?: [...]}``: 400 for a
-body that is not a JSON object or breaks the schema, 401 without a valid key (``auth:
-true``), 403 for a read-only key that tries to write, 404 for an unknown id. A method
-left out of ``actions`` gets 405 from the edge.
+Refusals come before any chain, as JSON ``{"error": ..., "errors"?: [...]}``: 401 without
+a valid key (``auth: true``), 403 for a read-only key that tries to write, 415 for a body
+that is not JSON, 400 for one that is not a JSON object or breaks the schema, 404 for an
+unknown id. A method left out of ``actions`` gets 405 from the edge.
 
 Records are ``<resource>/<id>`` in the app's state (so on Redis with ``--redis``), ids
 come from ``incr`` on ``<resource>#last-id``: unique across processes, never reused.
@@ -28,13 +28,14 @@ from lolo_runtime.apikeys import verify_key
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
 from lolo_runtime.nodes.api_auth import KEY_NAME, may_use, presented_key, session_of
+from lolo_runtime.nodes.bodyschema import is_json, schema_errors
 from lolo_runtime.nodes.crud_schema import (
     ACTION_METHODS,
     ALL_ACTIONS,
+    BODY_ACTIONS,
     Action,
     CrudParams,
     openapi_paths,
-    schema_errors,
 )
 from lolo_runtime.nodes.http import BadBody, answer_with_chain, build_response, parse_body
 from lolo_runtime.nodes.websocket import request_fields
@@ -127,6 +128,8 @@ class CrudApiNode(Trigger):
             refused = await self._authenticate(ev, action)
             if refused is not None:
                 return refused
+        if action in BODY_ACTIONS and request.body and not is_json(request.header("content-type")):
+            return refusal(415, "the body must be JSON (Content-Type: application/json)")
         try:
             ev["body"] = parse_body(request)
         except BadBody as exc:
@@ -207,11 +210,8 @@ class CrudApiNode(Trigger):
     def _invalid(self, body: Any) -> HttpResponse | None:
         """400 with the schema's complaints, or None for a body that may be stored."""
         if not isinstance(body, dict):
-            kind = {type(None): "no body", bytes: "bytes"}.get(type(body), type(body).__name__)
-            hint = (
-                " (send JSON, Content-Type: application/json)" if kind in ("str", "bytes") else ""
-            )
-            return refusal(400, f"the body must be a JSON object, not {kind}{hint}")
+            kind = "no body" if body is None else type(body).__name__
+            return refusal(400, f"the body must be a JSON object, not {kind}")
         errors = schema_errors(self.validator, {k: v for k, v in body.items() if k != "id"})
         if errors:
             return refusal(

@@ -9,17 +9,18 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-import jsonschema
-import referencing.exceptions
 from jsonschema.protocols import Validator
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lolo_runtime.errors import NodeConfigError
+from lolo_runtime.nodes.bodyschema import body_validator
 from lolo_runtime.openapi import error_schema, json_content, security_requirements, text_content
 
 Action = Literal["list", "read", "create", "update", "patch", "delete"]
 ALL_ACTIONS: tuple[Action, ...] = ("list", "read", "create", "update", "patch", "delete")
 WRITE_ACTIONS: frozenset[str] = frozenset({"create", "update", "patch", "delete"})
+BODY_ACTIONS: frozenset[str] = frozenset({"create", "update", "patch"})
+"""The actions that take a body: it must be JSON (415), an object matching the schema (400)."""
 
 ACTION_METHODS: dict[tuple[bool, str], Action] = {
     (False, "GET"): "list",
@@ -30,10 +31,6 @@ ACTION_METHODS: dict[tuple[bool, str], Action] = {
     (True, "DELETE"): "delete",
 }
 """(on a record's path?, method) -> action."""
-
-MAX_REPORTED_ERRORS = 20
-MAX_MESSAGE_CHARS = 300
-"""jsonschema quotes the offending value in its messages: a 1 MiB string is cut short."""
 
 
 class CrudParams(BaseModel):
@@ -80,20 +77,15 @@ class CrudParams(BaseModel):
         return actions
 
     def validator(self) -> Validator | None:
-        """The schema's validator, the schema checked first; NodeConfigError (at the
-        line of the mistake) if it is not a usable JSON Schema for records."""
+        """The schema's validator (checked as lolo/http-multi-trigger checks its own);
+        NodeConfigError, at the line of the mistake, if it cannot describe records."""
         schema = self.schema_
         if schema is None:
             return None
-        kind = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
-            kind.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            where = ".".join(str(part) for part in exc.absolute_path)
-            raise NodeConfigError(
-                f"params.schema is not a valid JSON Schema: {exc.message}",
-                "params.schema" + (f".{where}" if where else ""),
-            ) from None
+            validator = body_validator(schema, "params.schema")
+        except NodeConfigError as exc:
+            raise NodeConfigError(f"params.schema: {exc.message}", exc.field) from None
         declared = schema.get("type")
         if declared is not None and "object" not in (
             declared if isinstance(declared, list) else [declared]
@@ -102,37 +94,7 @@ class CrudParams(BaseModel):
                 f"params.schema must describe an object (a record), not type {declared!r}",
                 "params.schema.type",
             )
-        validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
-        try:  # a $ref that cannot be resolved (a remote URL, a typo) fails here, not later
-            for _ in validator.iter_errors({}):
-                pass
-        except referencing.exceptions.Unresolvable as exc:
-            raise NodeConfigError(
-                f"params.schema: cannot resolve $ref {exc.ref!r} (only references inside "
-                "the schema work; nothing is fetched)",
-                "params.schema",
-            ) from None
         return validator
-
-
-def schema_errors(validator: Validator | None, body: dict[str, Any]) -> list[dict[str, str]]:
-    """The schema's complaints about ``body``: ``{"path": JSON pointer, "message"}``."""
-    if validator is None:
-        return []
-    try:
-        found = sorted(validator.iter_errors(body), key=lambda e: [str(p) for p in e.path])
-    except RecursionError:  # nested deeper than a recursive schema can be followed
-        return [{"path": "", "message": "the body is nested too deeply to check"}]
-    errors = []
-    for error in found[:MAX_REPORTED_ERRORS]:
-        pointer = "".join(
-            "/" + str(part).replace("~", "~0").replace("/", "~1") for part in error.path
-        )
-        message = error.message
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
-        errors.append({"path": pointer, "message": message})
-    return errors
 
 
 # The OpenAPI description: what the node really answers, status by status.
@@ -171,16 +133,17 @@ def openapi_paths(node_id: str, params: CrudParams) -> dict[str, dict[str, Any]]
                 "400": refused(
                     "The body is not a JSON object, or does not match the schema "
                     "(errors: [{path, message}])"
-                    if action in ("create", "update", "patch")
+                    if action in BODY_ACTIONS
                     else "A body that is not what its Content-Type says"
                 ),
             },
         }
-        if action in ("create", "update", "patch"):
+        if action in BODY_ACTIONS:
             op["requestBody"] = {
                 "required": True,
                 "content": json_content(partial if action == "patch" else body),
             }
+            op["responses"]["415"] = refused("A body that is not JSON")
             op["responses"]["413"] = {
                 "description": f"The body is over {params.max_body_bytes} bytes",
                 "content": text_content(),

@@ -90,7 +90,7 @@ class App:
     ) -> HttpResponse:
         sent = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
         head = [(k.lower(), v) for k, v in (headers or {}).items()]
-        if sent and "content-type" not in dict(head):
+        if body is not None and "content-type" not in dict(head):
             head.append(("content-type", "application/json"))
         path, _, query = path.partition("?")
         parts = path.strip("/").split("/")
@@ -270,26 +270,41 @@ def test_a_body_that_breaks_the_schema_gets_400_with_the_errors_and_no_chain(
 
 
 @pytest.mark.parametrize(
-    ("raw", "kind", "error"),
+    ("raw", "kind", "status", "error"),
     [
-        (b"", None, "the body must be a JSON object, not no body"),
-        (b"[1]", "application/json", "the body must be a JSON object, not list"),
-        (b'"x"', "application/json", "the body must be a JSON object, not str"),
-        (b"{nope", "application/json", "the body is not valid JSON"),
-        (b"title=x", "text/plain", "the body must be a JSON object, not str (send JSON"),
-        (b"{}", "application/x-unknown", "the body must be a JSON object, not bytes (send"),
+        (b"", None, 400, "the body must be a JSON object, not no body"),
+        (b"[1]", "application/json", 400, "the body must be a JSON object, not list"),
+        (b'"x"', "application/vnd.api+json", 400, "the body must be a JSON object, not str"),
+        (b"{nope", "application/json", 400, "the body is not valid JSON"),
+        (b"title=x", "application/x-www-form-urlencoded", 415, "the body must be JSON"),
+        (b"{}", "text/plain", 415, "the body must be JSON (Content-Type: application/json)"),
+        (b"{}", None, 415, "the body must be JSON"),
     ],
 )
-def test_a_body_that_is_no_json_object_gets_400(
-    tmp_path: Path, raw: bytes, kind: str | None, error: str
+def test_a_body_that_is_no_json_object_is_refused(
+    tmp_path: Path, raw: bytes, kind: str | None, status: int, error: str
 ) -> None:
-    async def test(app: App) -> HttpResponse:
+    async def test(app: App) -> list[HttpResponse]:
+        await app.request("POST", "/notes", {"title": "kept"})
         headers = {"content-type": kind} if kind else {}
-        return await app.request("POST", "/notes", headers=headers, raw=raw or None)
+        sent = raw or None
+        return [
+            await app.request("POST", "/notes", headers=headers, raw=sent),
+            await app.request("PATCH", "/notes/1", headers=headers, raw=sent),
+        ]
 
-    refused = run_app(tmp_path, "resource: notes", test)
-    assert refused.status == 400
-    assert body_of(refused)["error"].startswith(error)
+    for refused in run_app(tmp_path, "resource: notes", test):
+        assert refused.status == status
+        assert body_of(refused)["error"].startswith(error)
+
+
+def test_a_read_may_carry_any_body(tmp_path: Path) -> None:
+    async def test(app: App) -> int:
+        return (
+            await app.request("GET", "/notes", headers={"content-type": "text/plain"}, raw=b"hi")
+        ).status
+
+    assert run_app(tmp_path, "resource: notes", test) == 200
 
 
 def test_without_a_schema_any_object_is_a_record(tmp_path: Path) -> None:
@@ -443,7 +458,7 @@ def test_auth_comes_before_the_body(tmp_path: Path) -> None:
         (
             "resource: notes\nschema:\n  type: object\n  properties:\n    t: {type: text}",
             10,
-            "params.schema is not a valid JSON Schema: 'text' is not valid",
+            "params.schema: not a valid JSON Schema: 'text' is not valid",
         ),
         ("resource: notes\nschema: {type: array}", 7, "params.schema must describe an object"),
         (
