@@ -22,7 +22,7 @@ from lolo_runtime.state.paths import resolve_state_path
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW, EXIT_FORCED = 0, 1, 2, 3
 DEFAULT_PORT = 4000
 LOG_LEVELS = ("debug", "info", "warning", "error")
-COMMANDS = ("run", "check", "schema", "keys")
+COMMANDS = ("run", "check", "schema", "keys", "openapi", "graph")
 WORKER_ENV = "LOLO_WORKER"
 """Set by the ``--workers`` supervisor in each worker's environment (its number, from 1):
 the worker binds its port with SO_REUSEPORT, beside its siblings."""
@@ -37,6 +37,8 @@ lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--state-sync {norma
                 [--redis URL] [--workers N]
        lolo-run check FLOW...
        lolo-run schema [--output FILE]
+       lolo-run openapi FLOW [--output FILE]
+       lolo-run graph FLOW [--format {mermaid,dot,svg}] [--output FILE]
        lolo-run keys {create,list,revoke} [--state PATH | --redis URL] ..."""
 
 DESCRIPTION = """\
@@ -48,6 +50,8 @@ commands:
                 (the default: 'lolo-run FLOW' is 'lolo-run run FLOW')
   check FLOW    validate flow files without running them; exit 2 if any is wrong
   schema        print the flow files' JSON Schema, for editors
+  openapi FLOW  print the OpenAPI 3.1 document of FLOW's HTTP API
+  graph FLOW    draw FLOW's nodes and wires (Mermaid, DOT or SVG)
   keys          create, list and revoke the API keys that lolo/api-auth accepts
 
 Run 'lolo-run COMMAND --help' for a command's options."""
@@ -236,13 +240,53 @@ def build_command_parsers() -> dict[str, argparse.ArgumentParser]:
     create = actions.add_parser("create", help="make a key and print it, once")
     create.add_argument("--email", required=True, help="the key holder's email")
     create.add_argument("--account", metavar="ID", help="account id (default: a new one)")
+    create.add_argument(
+        "--role",
+        choices=("read", "write"),
+        default="write",
+        help="read keys may only read (lolo/api-auth with authorize: true refuses them "
+        "POST, PUT, PATCH and DELETE with 403); write keys may do both (default: write)",
+    )
     _add_state_option(create)
     listing = actions.add_parser("list", help="list keys (never the keys themselves)")
     _add_state_option(listing)
     revoke = actions.add_parser("revoke", help="revoke a key by its id or prefix")
     revoke.add_argument("key_id", metavar="KEY_ID", help="as 'keys list' shows: lolo_<id>")
     _add_state_option(revoke)
-    return {"run": run, "check": check, "schema": schema, "keys": keys}
+    openapi = argparse.ArgumentParser(
+        prog="lolo-run openapi",
+        description="Print the OpenAPI 3.1 document of a flow's HTTP API (its HTTP triggers, "
+        "multi-triggers and CRUD resources), as a running app serves it at "
+        "/_lolo/openapi.json.",
+    )
+    openapi.add_argument("flow", metavar="FLOW", type=Path, help="the flow file (YAML)")
+    openapi.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    graph = argparse.ArgumentParser(
+        prog="lolo-run graph",
+        description="Draw a flow: its nodes (name and type; triggers stand out) and the wires "
+        "between their ports.",
+    )
+    graph.add_argument("flow", metavar="FLOW", type=Path, help="the flow file (YAML)")
+    graph.add_argument(
+        "--format",
+        choices=("mermaid", "dot", "svg"),
+        default="mermaid",
+        help="mermaid (renders on GitHub), dot (Graphviz), or svg (runs Graphviz's 'dot', "
+        "Debian package graphviz) (default: %(default)s)",
+    )
+    graph.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    return {
+        "run": run,
+        "check": check,
+        "schema": schema,
+        "keys": keys,
+        "openapi": openapi,
+        "graph": graph,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,6 +320,14 @@ def _dispatch(args: list[str]) -> int:
         from lolo_runtime.keys_command import keys_command
 
         return keys_command(options, _state_backend(options))
+    if command == "openapi":
+        from lolo_runtime.openapi import openapi_command
+
+        return openapi_command(options.flow, options.output)
+    if command == "graph":
+        from lolo_runtime.graph import graph_command
+
+        return graph_command(options.flow, options.format, options.output)
     return run_command(options, args)
 
 
