@@ -60,12 +60,15 @@ def test_seeded_state_is_there_before_setup_and_writes_can_be_read(lolo_state: P
             await other.recv()
             await ws.send("new one")
             await other.recv()
-            for _ in range(50):  # the history is written behind the chat
-                stored = await app.state.get("history")
+            # The history is written behind the chat, and converted from the old form
+            # (delete, then push): wait until both entries are in.
+            stored: list[object] = []
+            for _ in range(250):
+                stored = await app.state.get("history") or []
                 if len(stored) == 2:
-                    return list(stored)
+                    break
                 await asyncio.sleep(0.02)
-            return list(await app.state.get("history"))
+            return stored
 
     stored = asyncio.run(main())
     assert [entry["message"] for entry in stored] == ["from before", "new one"]  # type: ignore[index]
