@@ -451,8 +451,14 @@ def test_a_newcomer_gets_the_history_before_live_messages_while_another_process_
     pair: tuple[ChatProcess, ChatProcess],
 ) -> None:
     seen = asyncio.run(newcomers_while_busy(*pair, 25))
-    kinds = [newcomer.kinds for newcomer in seen]
-    assert all(k.startswith("GH") for k in kinds), kinds
+    for newcomer in seen:
+        if newcomer.kinds.startswith("GL"):
+            # No history frame: the history was still empty when this newcomer read it
+            # (the talker had only just started), so it sees every message from the first.
+            assert newcomer.live[0] == 0, (newcomer.kinds, newcomer.live)
+        else:
+            assert newcomer.kinds.startswith("GH"), newcomer.kinds
+    assert sum(newcomer.kinds.startswith("GH") for newcomer in seen) >= 20
 
 
 def create_key(redis_url: str, email: str) -> str:
