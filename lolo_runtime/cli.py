@@ -23,6 +23,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_FLOW, EXIT_FORCED = 0, 1, 2, 3
 DEFAULT_PORT = 4000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMMANDS = ("run", "check", "schema", "keys", "openapi", "graph")
+NO_PORT_LINE = "Running without a port"
+"""Printed instead of 'Listening to port N' when no trigger of the flow listens."""
 WORKER_ENV = "LOLO_WORKER"
 """Set by the ``--workers`` supervisor in each worker's environment (its number, from 1):
 the worker binds its port with SO_REUSEPORT, beside its siblings."""
@@ -64,7 +66,8 @@ file keep their keys apart by app name. With --redis URL (or $LOLO_REDIS_URL, un
 --state is given) the state lives on that Redis server instead, and channels
 (ctx.publish, lolo/broadcast) reach clients connected to any process of the app: run
 as many as you like, on one machine (--workers N) or many.
-On start-up it prints 'Listening to port N' once clients can connect.
+On start-up it prints 'Listening to port N' once clients can connect (or, for a flow
+where no trigger listens, such as timers only, 'Running without a port').
 Ctrl-C, SIGTERM or SIGHUP shuts down gracefully: clients are closed with code 1001
 and in-flight handlers get --shutdown-timeout seconds to finish. A second one stops
 at once (the state store is still closed cleanly).
@@ -473,7 +476,11 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     runtime = Runtime(flow, serve, backend, redis_url(options, os.environ))
     scheme = "https" if context is not None else "http"
 
-    def listening(bound: int) -> None:
+    def listening(bound: int | None) -> None:
+        if bound is None:
+            log.info("app %r running; no trigger of it listens, so no port is open", flow.app)
+            print(NO_PORT_LINE, flush=True)
+            return
         log.info(
             "app %r listening on %s://%s:%d (%s event loop)",
             flow.app,

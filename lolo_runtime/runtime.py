@@ -198,8 +198,9 @@ class Runtime:
             await self.backend.close()
         self.watchdog.stop()
 
-    async def serve_until_signalled(self, on_listening: Callable[[int], None]) -> None:
-        """Start, report the bound port, run until SIGINT, SIGTERM or SIGHUP, then stop
+    async def serve_until_signalled(self, on_listening: Callable[[int | None], None]) -> None:
+        """Start, report the bound port (None: no trigger listens, so no port is open,
+        e.g. a flow of timers), run until SIGINT, SIGTERM or SIGHUP, then stop
         gracefully; a second signal during that stops at once (:class:`ForcedShutdown`),
         the state store still closed cleanly."""
         loop = asyncio.get_running_loop()
@@ -226,7 +227,7 @@ class Runtime:
             # keep it out of the collector's way, so full collections stay short.
             gc.collect()
             gc.freeze()
-            on_listening(self.bound_port)
+            on_listening(self.bound_port if self.listener is not None else None)
             await first.wait()
             await self._stop_unless_hurried(second)
         finally:

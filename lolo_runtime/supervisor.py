@@ -43,7 +43,7 @@ FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER = 0.5, 30.0, 60.0
 MAX_START_FAILURES = 3
 """Consecutive failed start-ups of every worker after which the supervisor gives up."""
 LINE_LIMIT = 65536
-_LISTENING = re.compile(rb"Listening to port \d+")
+_LISTENING = re.compile(rb"Listening to port \d+|Running without a port")
 
 
 def worker_argv(argv: Sequence[str], port: int) -> list[str]:

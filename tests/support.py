@@ -19,7 +19,7 @@ from typing import NoReturn
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"Listening to port (\d+)")
+_LISTENING = re.compile(r"Listening to port (\d+)|Running without a port")
 
 
 def lolo_run_command() -> list[str]:
@@ -103,7 +103,7 @@ class LoloProcess:
                 self.stdout_lines.append(line)
                 match = _LISTENING.search(line)
                 if match:
-                    return int(match.group(1))
+                    return int(match.group(1) or 0)  # 0: no trigger listens
         self.kill()
         raise RuntimeError(f"lolo-run did not start listening; stderr:\n{self.stderr()}")
 

@@ -62,6 +62,9 @@ def seconds(found: list[Fire]) -> list[int]:
 def test_a_flow_of_a_timer_alone_ticks_every_second_without_a_port() -> None:
     port = free_port()
     with LoloProcess(TICKS, "--port", str(port)) as process:
+        # It says it opened no port, rather than claim a port nothing listens on.
+        assert process.stdout_lines[-1].strip() == "Running without a port"
+        assert "no trigger of it listens" in process.stderr()
         time.sleep(3.5)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
