@@ -15,8 +15,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from tests.support import unavailable
 
 MERMAID_KEYWORDS = {
@@ -119,10 +117,9 @@ def shown(text: str) -> str:
 
 
 MERMAID_JS = "LOLO_MERMAID_JS"
-"""Optional: the path of a mermaid.min.js (from the npm package mermaid). When it is set,
-the drawings are also rendered by Mermaid itself, in headless Chromium, as GitHub does;
-CI does not install Mermaid, so these checks are for a developer who changes the
-escaping."""
+"""The path of a mermaid.min.js (from the npm package mermaid, which .ci/run installs):
+the drawings are also rendered by Mermaid itself, in headless Chromium, as GitHub does.
+Unset, those checks skip (and fail under CI=true)."""
 
 
 def render_with_mermaid(source: str) -> tuple[list[str], list[str]]:
@@ -130,7 +127,10 @@ def render_with_mermaid(source: str) -> tuple[list[str], list[str]]:
     (skips the test unless $LOLO_MERMAID_JS is set)."""
     script = os.environ.get(MERMAID_JS)
     if not script:
-        pytest.skip(f"set ${MERMAID_JS} to a mermaid.min.js to check with Mermaid itself")
+        unavailable(
+            f"Mermaid is not installed (npm package mermaid): set ${MERMAID_JS} to its "
+            "dist/mermaid.min.js"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
