@@ -260,6 +260,10 @@ def _instantiate(
     return None
 
 
+RESERVED_PREFIX = "/_lolo/"
+"""URL paths the runtime serves itself; no trigger may claim one."""
+
+
 def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -> None:
     """Triggers share the app's port, so each URL path may have only one of them."""
     claimed: dict[str, tuple[str, str]] = {}
@@ -270,6 +274,14 @@ def _check_paths(spec: FlowSpec, nodes: Mapping[str, Node], report: _Reporter) -
             continue  # a duplicate id, reported already; ``node`` is the first one
         visited.add(node_spec.id)
         for path in node.http_paths if isinstance(node, Trigger) else []:
+            if path == RESERVED_PREFIX.rstrip("/") or path.startswith(RESERVED_PREFIX):
+                report.add(
+                    ("nodes", index, "params", "path"),
+                    f"node {node_spec.id!r}: path {path!r} is under {RESERVED_PREFIX}, which "
+                    "the runtime keeps for its own routes (/_lolo/health, "
+                    "/_lolo/openapi.json)",
+                )
+                continue
             # ``/users/:id`` and ``/users/:name`` match the same requests: the second
             # could never be reached, so they count as one path.
             shape = "/".join(":" if part.startswith(":") else part for part in path.split("/"))

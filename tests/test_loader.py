@@ -497,3 +497,17 @@ def test_the_generator_also_makes_flows_that_load(workdir: Path) -> None:
     flow = check_load(workdir, doc)
     assert flow is not None
     assert flow.nodes["ws"].params.path == "/set"
+
+
+@pytest.mark.parametrize("path", ["/_lolo/health", "/_lolo/openapi.json", "/_lolo/x/:id"])
+def test_paths_under_lolo_are_the_runtimes_own(tmp_path: Path, path: str) -> None:
+    from lolo_runtime.errors import FlowErrors
+    from lolo_runtime.loader import load_flow
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        f"app: t\nnodes:\n  - id: h\n    type: lolo/http-trigger\n    params:\n      path: {path}\n"
+    )
+    with pytest.raises(FlowErrors) as errors:
+        load_flow(flow)
+    assert f"{flow}:6: node 'h': path '{path}' is under /_lolo/" in str(errors.value.errors[0])
