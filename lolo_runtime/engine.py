@@ -175,6 +175,12 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
+    @property
+    def in_background(self) -> int:
+        """How many chains run in the background now (late routes, close chains, timer
+        ticks): tests wait for it to reach 0."""
+        return len(self._background)
+
     async def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for background work; cancel what is left.
 

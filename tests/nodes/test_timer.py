@@ -64,8 +64,7 @@ def settled(*apps: App) -> Callable[[], Awaitable[None]]:
 
     async def settle() -> None:
         for _ in range(10_000):
-            # The engine's own set of tasks in flight: no public count exists.
-            pending = sum(len(app.runtime.engine._background) for app in apps)
+            pending = sum(app.runtime.engine.in_background for app in apps)
             if pending <= sum(app.recorder.running for app in apps):
                 return
             await asyncio.sleep(0.001)
