@@ -65,6 +65,17 @@ def may_use(role: str, method: str) -> bool:
     return role == "write" or method.upper() not in WRITE_METHODS
 
 
+async def key_holder(backend: StateBackend, ev: Event) -> tuple[KeyRecord | None, str]:
+    """The record of the valid key ``ev`` presents, or None and why there is none
+    (``missing lolo-api-key`` or ``invalid lolo-api-key``): what every node that checks
+    keys refuses with 401."""
+    key = presented_key(ev)
+    if key is None:
+        return None, f"missing {KEY_NAME}"
+    record = await verify_key(backend, key)
+    return record, "" if record is not None else f"invalid {KEY_NAME}"
+
+
 def presented_key(ev: Event) -> str | None:
     """The key a client sent: the ``lolo-api-key`` query parameter, else that header,
     else ``Authorization: Bearer <key>``."""
@@ -141,12 +152,9 @@ class ApiAuthNode(Node):
 
     async def handle(self, ev: Event, ctx: Context) -> None:
         assert self._backend is not None, "setup() not run"
-        key = presented_key(ev)
-        if key is None:
-            raise Reject(401, f"missing {KEY_NAME}")
-        record = await verify_key(self._backend, key)
+        record, why = await key_holder(self._backend, ev)
         if record is None:
-            raise Reject(401, f"invalid {KEY_NAME}")
+            raise Reject(401, why)
         method = ev.get("method")
         if self.params.authorize and isinstance(method, str) and not may_use(record.role, method):
             raise Reject(403, f"a {record.role} key may not {method.upper()}")

@@ -21,13 +21,11 @@ The ``id`` field of a record is the server's: one in a body is replaced.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lolo_runtime.apikeys import verify_key
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
-from lolo_runtime.nodes.api_auth import KEY_NAME, may_use, presented_key, session_of
+from lolo_runtime.nodes.api_auth import key_holder, may_use, session_of
 from lolo_runtime.nodes.bodyschema import is_json, schema_errors
 from lolo_runtime.nodes.crud_schema import (
     ACTION_METHODS,
@@ -37,7 +35,13 @@ from lolo_runtime.nodes.crud_schema import (
     CrudParams,
     openapi_paths,
 )
-from lolo_runtime.nodes.http import BadBody, answer_with_chain, build_response, parse_body
+from lolo_runtime.nodes.http import (
+    BadBody,
+    answer_with_chain,
+    build_response,
+    parse_body,
+    refusal,
+)
 from lolo_runtime.nodes.websocket import request_fields
 
 if TYPE_CHECKING:
@@ -47,14 +51,6 @@ if TYPE_CHECKING:
     from lolo_runtime.types import Event, StateAPI
 
 __all__ = ["ALL_ACTIONS", "CrudApiNode", "CrudParams", "CrudRoute"]
-
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def refusal(status: int, error: str, *extra: tuple[str, str], **fields: Any) -> HttpResponse:
-    """A JSON error answer: ``{"error": ..., **fields}``."""
-    body = _JSON.encode({"error": error, **fields}).encode() + b"\n"
-    return HttpResponse(status, [("content-type", "application/json"), *extra], body)
 
 
 class CrudRoute:
@@ -146,10 +142,8 @@ class CrudApiNode(Trigger):
         """401 without a valid key, 403 for a read key that writes; else sets
         ``ev["session"]`` as ``lolo/api-auth`` does."""
         assert self._backend is not None, "setup() not run"
-        key = presented_key(ev)
-        record = await verify_key(self._backend, key)
+        record, why = await key_holder(self._backend, ev)
         if record is None:
-            why = f"missing {KEY_NAME}" if key is None else f"invalid {KEY_NAME}"
             return refusal(401, why, ("www-authenticate", "Bearer"))
         ev["session"] = session_of(record)
         if not may_use(record.role, ev["method"]):

@@ -77,16 +77,27 @@ class HttpTriggerParams(BaseModel):
     @field_validator("path")
     @classmethod
     def _a_valid_pattern(cls, path: str) -> str:
-        # At load time, so that 'lolo-run check' reports it on the path's line.
-        try:
-            PathPattern.compile(path)
-        except PatternError as exc:
-            raise ValueError(str(exc)) from None
-        return path
+        return checked_route_path(path)
+
+
+def checked_route_path(path: str) -> str:
+    """``path`` if it is a valid route pattern; for the params models of HTTP triggers, so
+    that a bad pattern is a load error that 'lolo-run check' reports on the path's line."""
+    try:
+        PathPattern.compile(path)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+    return path
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with options builds an encoder on every call."""
+
+
+def refusal(status: int, error: str, *extra: tuple[str, str], **fields: Any) -> HttpResponse:
+    """A JSON refusal made before any chain runs: ``{"error": ..., **fields}``."""
+    body = _JSON.encode({"error": error, **fields}).encode() + b"\n"
+    return HttpResponse(status, [("content-type", "application/json"), *extra], body)
 
 
 def _ids() -> Iterator[str]:

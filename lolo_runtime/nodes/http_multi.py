@@ -23,19 +23,22 @@ are JSON, ``{"error": ..., "errors"?: [{"path", "message"}]}``, as the OpenAPI d
 from __future__ import annotations
 
 import copy
-import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lolo_runtime.apikeys import verify_key
-from lolo_runtime.edge.routes import PathPattern, PatternError
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.errors import NodeConfigError
 from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
-from lolo_runtime.nodes.api_auth import KEY_NAME, may_use, presented_key, session_of
+from lolo_runtime.nodes.api_auth import key_holder, may_use, session_of
 from lolo_runtime.nodes.bodyschema import body_validator, is_json, schema_errors
-from lolo_runtime.nodes.http import BadBody, answer_with_chain, parse_body
+from lolo_runtime.nodes.http import (
+    BadBody,
+    answer_with_chain,
+    checked_route_path,
+    parse_body,
+    refusal,
+)
 from lolo_runtime.nodes.websocket import request_fields
 from lolo_runtime.openapi import (
     chain_operation,
@@ -93,11 +96,7 @@ class MultiTriggerParams(BaseModel):
     @field_validator("path")
     @classmethod
     def _a_valid_pattern(cls, path: str) -> str:
-        try:
-            PathPattern.compile(path)
-        except PatternError as exc:
-            raise ValueError(str(exc)) from None
-        return path
+        return checked_route_path(path)
 
     @field_validator("emails")
     @classmethod
@@ -115,12 +114,6 @@ class MultiTriggerParams(BaseModel):
             if getattr(self, name) and not self.auth:
                 raise ValueError(f"'{name}' needs 'auth: true' (without a key, who is it?)")
         return self
-
-
-def refusal(status: int, error: str, *extra: tuple[str, str], **fields: Any) -> HttpResponse:
-    """A JSON refusal made before any chain runs."""
-    body = json.dumps({"error": error, **fields}, ensure_ascii=False).encode() + b"\n"
-    return HttpResponse(status, [("content-type", "application/json"), *extra], body)
 
 
 class HttpMultiTrigger(Trigger):
@@ -199,10 +192,8 @@ class HttpMultiTrigger(Trigger):
 
     async def _authenticate(self, ev: Event) -> HttpResponse | None:
         assert self._backend is not None, "setup() not run"
-        key = presented_key(ev)
-        record = await verify_key(self._backend, key)
+        record, why = await key_holder(self._backend, ev)
         if record is None:
-            why = f"missing {KEY_NAME}" if key is None else f"invalid {KEY_NAME}"
             return refusal(401, why, ("www-authenticate", "Bearer"))
         if self.emails and record.email.casefold() not in self.emails:
             return refusal(403, "this key's email is not allowed here")
