@@ -324,13 +324,19 @@ def _dispatch(args: list[str]) -> int:
 
         return keys_command(options, _state_backend(options))
     if command == "openapi":
-        from lolo_runtime.openapi import openapi_command
+        from lolo_runtime.openapi import build_document, encode_document
 
-        return openapi_command(options.flow, options.output)
+        document = build_document(load_flow(options.flow))  # FlowErrors: exit 2, in main
+        return write_output("openapi", encode_document(document), options.output)
     if command == "graph":
-        from lolo_runtime.graph import graph_command
+        from lolo_runtime.graph import GraphvizError, draw
 
-        return graph_command(options.flow, options.format, options.output)
+        try:
+            drawing = draw(load_flow(options.flow), options.format)
+        except GraphvizError as exc:
+            print(f"lolo-run graph: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        return write_output("graph", drawing.encode(), options.output)
     return run_command(options, args)
 
 
@@ -361,19 +367,32 @@ def schema_command(output: Path | None) -> int:
     except RegistryError as exc:
         print(f"lolo-run schema: {exc}; uninstall one of them", file=sys.stderr)
         return EXIT_BAD_FLOW
-    text = json.dumps(schema, indent=2) + "\n"
+    return write_output("schema", (json.dumps(schema, indent=2) + "\n").encode(), output)
+
+
+def write_output(command: str, data: bytes, output: Path | None) -> int:
+    """What ``lolo-run COMMAND`` prints: to ``output``, or to stdout when it is None."""
     if output is None:
-        sys.stdout.write(text)
+        # Bytes, not text: drawings and documents hold non-ASCII ("→", names in any
+        # script), which must not fail under a stdout encoding such as ASCII.
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # replaced by a text stream (main() called from Python)
+            sys.stdout.write(data.decode())
+            return EXIT_OK
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
         return EXIT_OK
     try:
-        output.write_text(text, encoding="utf-8")
-    except ValueError:  # a NUL in the path
+        output.write_bytes(data)
+    except ValueError:  # a NUL in the path: bad input
         print(
-            f"lolo-run schema: cannot write {output!r}: the path holds a NUL byte", file=sys.stderr
+            f"lolo-run {command}: cannot write {output!r}: the path holds a NUL byte",
+            file=sys.stderr,
         )
         return EXIT_BAD_FLOW
     except OSError as exc:
-        print(f"lolo-run schema: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        print(f"lolo-run {command}: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

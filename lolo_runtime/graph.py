@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from lolo_runtime.errors import FlowErrors, LoloError
-from lolo_runtime.loader import Flow, load_flow
+from lolo_runtime.errors import LoloError
+from lolo_runtime.loader import Flow
 from lolo_runtime.node import Trigger
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 GRAPHVIZ_PACKAGE = "graphviz"
 """The Debian (and Ubuntu) package that provides the ``dot`` program."""
 DOT_TIMEOUT = 60.0
@@ -275,51 +272,15 @@ def render_svg(dot: str) -> str:
 # --- the command -----------------------------------------------------------------------
 
 
-def graph_command(flow: Path, fmt: str, output: Path | None) -> int:
-    """Load ``flow``, draw it in ``fmt`` (mermaid, dot or svg) to ``output`` or stdout.
-
-    Exit status: 0 when drawn; 2 when the flow is wrong (each mistake printed as
-    ``path:line: message``, as ``lolo-run check`` does); 1 when ``dot`` is missing or
-    fails, or the output cannot be written."""
-    try:
-        loaded = load_flow(flow)
-    except FlowErrors as errors:
-        for error in errors.errors:
-            print(error, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    graph = FlowGraph.of(loaded)
+def draw(flow: Flow, fmt: str) -> str:
+    """``flow`` drawn in ``fmt``: mermaid, dot, or svg (which runs Graphviz's ``dot`` and
+    raises :class:`GraphvizError` when it is missing or fails)."""
+    graph = FlowGraph.of(flow)
     if fmt == "mermaid":
-        text = to_mermaid(graph)
-    elif fmt == "dot":
-        text = to_dot(graph)
-    elif fmt == "svg":
-        try:
-            text = render_svg(to_dot(graph))
-        except GraphvizError as exc:
-            print(f"lolo-run graph: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-    else:  # the CLI's choices stop this; a caller from Python gets a clear error
-        raise ValueError(f"unknown graph format {fmt!r}; use mermaid, dot or svg")
-    return _write(text, output)
-
-
-def _write(text: str, output: Path | None) -> int:
-    data = text.encode()
-    if output is None:
-        # Bytes, not text: labels hold non-ASCII ("→", names in any script), which must
-        # not fail under a stdout encoding such as PYTHONIOENCODING=ascii.
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return EXIT_OK
-    try:
-        output.write_bytes(data)
-    except ValueError:  # a NUL in the path: bad input, as for `lolo-run schema`
-        print(
-            f"lolo-run graph: cannot write {output!r}: the path holds a NUL byte", file=sys.stderr
-        )
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        print(f"lolo-run graph: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
+        return to_mermaid(graph)
+    if fmt == "dot":
+        return to_dot(graph)
+    if fmt == "svg":
+        return render_svg(to_dot(graph))
+    # The CLI's choices stop this; a caller from Python gets a clear error.
+    raise ValueError(f"unknown graph format {fmt!r}; use mermaid, dot or svg")

@@ -15,9 +15,7 @@ The helpers below (:func:`openapi_path`, :func:`json_content`...) are for the no
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
@@ -220,7 +218,7 @@ class OpenApiRoute:
 
     async def serve_http(self, request: HttpRequest) -> HttpResponse:
         if self._body is None:
-            self._body = _encode(build_document(self.flow))
+            self._body = encode_document(build_document(self.flow))
         return HttpResponse(
             200,
             [("content-type", "application/json"), ("cache-control", "no-cache")],
@@ -228,28 +226,6 @@ class OpenApiRoute:
         )
 
 
-def _encode(document: dict[str, Any]) -> bytes:
+def encode_document(document: dict[str, Any]) -> bytes:
+    """The document as served and printed: indented JSON, UTF-8, a final newline."""
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def openapi_command(flow: Path, output: Path | None) -> int:
-    """``lolo-run openapi FLOW [--output FILE]``: 0, or 2 when the flow is wrong."""
-    from lolo_runtime.errors import FlowErrors
-    from lolo_runtime.loader import load_flow
-
-    try:
-        loaded = load_flow(flow)
-    except FlowErrors as errors:
-        for error in errors.errors:
-            print(error, file=sys.stderr)
-        return 2
-    data = _encode(build_document(loaded))
-    if output is None:
-        sys.stdout.write(data.decode())
-    else:
-        try:
-            output.write_bytes(data)
-        except OSError as exc:
-            print(f"lolo-run: cannot write {output}: {exc.strerror}", file=sys.stderr)
-            return 1
-    return 0

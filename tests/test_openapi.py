@@ -215,6 +215,16 @@ def test_the_command_prints_the_document(tmp_path: Path) -> None:
     assert written.read_text() == done.stdout
 
 
+def test_an_output_path_that_cannot_be_written_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    flow = str(FLOWS / "crud-api.yaml")
+    folder = lolo_openapi(flow, "--output", str(tmp_path / "missing" / "api.json"))
+    assert (folder.returncode, folder.stdout) == (1, "")
+    assert folder.stderr.startswith("lolo-run openapi: cannot write ")
+    assert folder.stderr.count("\n") == 1
+
+
 def test_the_command_reports_a_broken_flow_and_exits_2(tmp_path: Path) -> None:
     flow = tmp_path / "broken.yaml"
     flow.write_text("app: broken\nnodes:\n  - id: n\n    type: lolo/crud-api\n    params: {}\n")
