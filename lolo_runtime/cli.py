@@ -36,7 +36,7 @@ lolo-run [run] FLOW [--port N] [--host ADDR] [--state PATH] [--state-sync {norma
                 [--log-level LEVEL] [--log-format {text,json}] [--shutdown-timeout SECONDS]
                 [--ssl-certfile FILE [--ssl-keyfile FILE]] [--proxy-headers
                 [--forwarded-allow-ips LIST]] [--loop {auto,asyncio,uvloop}]
-                [--redis URL] [--workers N]
+                [--redis URL] [--workers N] [--inspect] [--reload]
        lolo-run check FLOW...
        lolo-run schema [--output FILE]
        lolo-run openapi FLOW [--output FILE]
@@ -152,6 +152,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="serve the port from N processes (SO_REUSEPORT) under one "
         "supervisor that restarts a crashed one; N > 1 needs --redis "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--inspect",
+        action="store_true",
+        help="serve the inspector at /_lolo/ (the graph, live counts, handler times, "
+        "sessions, a log tail) and Prometheus text at /_lolo/metrics; without "
+        "$LOLO_INSPECT_KEY only when --host is a loopback address (docs/inspector.md)",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: watch the flow file and its handler modules and swap "
+        "each good edit in without dropping WebSocket clients; a broken edit is "
+        "reported and the running version kept (docs/reload.md)",
     )
     _add_state_option(parser, sync=True)
 
@@ -438,6 +452,52 @@ def redis_url(options: argparse.Namespace, environ: Mapping[str, str]) -> str | 
     return url
 
 
+INSPECT_KEY_ENV = "LOLO_INSPECT_KEY"
+
+
+def inspector_key(
+    options: argparse.Namespace, environ: Mapping[str, str], behind_proxy: bool
+) -> str | None:
+    """The key ``--inspect`` asks for: $LOLO_INSPECT_KEY, if set. Without one the
+    inspector is open, so it is allowed only where no one else can reach it: on a
+    loopback --host, not behind a proxy, and in one process (its figures are that
+    process's own; --workers would show a random worker's)."""
+    if not options.inspect:
+        return None
+    if options.workers > 1:
+        raise UsageError(
+            "--inspect shows one process's figures; run it without --workers "
+            "(or scrape each worker on its own)"
+        )
+    key = environ.get(INSPECT_KEY_ENV) or None
+    if key is not None:
+        if len(key) < 16:
+            raise UsageError(
+                f"${INSPECT_KEY_ENV} is too short to guess-proof: use 16 characters or more"
+            )
+        return key
+    if behind_proxy or not is_loopback(options.host):
+        where = "behind --proxy-headers" if behind_proxy else f"on --host {options.host}"
+        raise UsageError(
+            f"--inspect {where} would show the app's logs to anyone who can reach it: "
+            f"set ${INSPECT_KEY_ENV} to a secret (e.g. 'openssl rand -hex 24'), or "
+            "listen on 127.0.0.1"
+        )
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or 'localhost') can be reached only from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _state_backend(options: argparse.Namespace, sync: str = "normal") -> StateBackend:
     """The store the options name: Redis (--redis / $LOLO_REDIS_URL) or a SQLite file."""
     url = redis_url(options, os.environ)
@@ -471,6 +531,7 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         proxies = trusted_proxies(options.proxy_headers, options.forwarded_allow_ips, os.environ)
         port = choose_port(options.port, os.environ, flow)
         backend = _state_backend(options, options.state_sync)
+        inspect_key = inspector_key(options, os.environ, proxies is not None)
         if options.workers > 1 and redis_url(options, os.environ) is None:
             raise UsageError(
                 f"--workers {options.workers} needs --redis URL (or "
@@ -491,6 +552,9 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         proxies,
         options.shutdown_timeout,
         reuse_port=os.environ.get(WORKER_ENV) is not None,
+        inspect=options.inspect,
+        inspect_key=inspect_key,
+        reload=options.reload,
     )
     runtime = Runtime(flow, serve, backend, redis_url(options, os.environ))
     scheme = "https" if context is not None else "http"

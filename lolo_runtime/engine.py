@@ -46,6 +46,38 @@ class NoState:
         raise RuntimeError("this app was started without a state store")
 
 
+class Wiring:
+    """One version of an app's graph: its nodes, and for each out-port the in-ports wired
+    to it, fixed once made; ``running`` counts the chains travelling it now."""
+
+    __slots__ = ("idle", "nodes", "running", "targets")
+
+    def __init__(self, nodes: Mapping[str, Node], table: RoutingTable):
+        self.nodes = dict(nodes)
+        is_async = {
+            node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
+        }
+        self.targets: dict[tuple[str, str], tuple[_Target, ...]] = {
+            source: tuple((self.nodes[nid], port, is_async[nid]) for nid, port in targets)
+            for source, targets in table.as_dict().items()
+        }
+        self.running = 0
+        self.idle: asyncio.Event | None = None
+
+    async def finished(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the chains on this wiring to end (after a
+        swap no new ones start on it); return whether they all did."""
+        if not self.running:
+            return True
+        self.idle = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 class Engine:
     """Runs one app's nodes. Pure dispatch: it opens no sockets itself."""
 
@@ -60,7 +92,6 @@ class Engine:
         channels: Hub | None = None,
     ):
         self.app = app
-        self.nodes = dict(nodes)
         self.env: dict[str, str] = dict(env or {})
         self.state: StateAPI = state if state is not None else NoState()
         self.backend: StateBackend = backend if backend is not None else NoState()  # type: ignore[assignment]
@@ -68,34 +99,68 @@ class Engine:
         """Set by the runtime: how long the loop was stalled (clients are not blamed)."""
         self.channels = channels if channels is not None else Hub()
         """Live sessions and channels (ctx.join/publish/send): in memory, or over Redis."""
-        is_async = {
-            node_id: inspect.iscoroutinefunction(node.handle) for node_id, node in nodes.items()
-        }
-        self._targets: dict[tuple[str, str], tuple[_Target, ...]] = {
-            source: tuple((self.nodes[nid], port, is_async[nid]) for nid, port in targets)
-            for source, targets in table.as_dict().items()
-        }
+        self.wiring = Wiring(nodes, table)
+        """The graph events travel now; ``--reload`` swaps in a new one (:meth:`swap`)."""
         self._background: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()
 
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return self.wiring.nodes
+
+    def swap(self, nodes: Mapping[str, Node], table: RoutingTable) -> Wiring:
+        """Make ``nodes`` and ``table`` the graph that new chains travel, and return the
+        old one: chains already running finish on it (:meth:`Wiring.finished`)."""
+        old, self.wiring = self.wiring, Wiring(nodes, table)
+        return old
+
     async def fire(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
-        """Send ``ev`` out of ``node.port`` to every in-port wired to it; never raises."""
-        targets = self._targets.get((node.id, port))
+        """Send ``ev`` out of ``node.port`` to every in-port wired to it; never raises.
+
+        A chain starts here and travels the wiring of its start to its end, even when a
+        reload swaps in another one meanwhile."""
+        wiring = self.wiring
+        targets = wiring.targets.get((node.id, port))
         if not targets:
             return
+        wiring.running += 1
+        try:
+            await self._fire_to(wiring, targets, ev, invocation)
+        finally:
+            wiring.running -= 1
+            if not wiring.running and wiring.idle is not None:
+                wiring.idle.set()
+
+    async def _fire_to(
+        self,
+        wiring: Wiring,
+        targets: tuple[_Target, ...],
+        ev: Event,
+        invocation: Invocation,
+    ) -> None:
         if len(targets) == 1:
             target, in_port, is_async = targets[0]
-            await self._deliver(target, in_port, is_async, ev, invocation)
+            await self._deliver(wiring, target, in_port, is_async, ev, invocation)
         else:
-            await asyncio.gather(*(self._deliver(t, p, a, ev, invocation) for t, p, a in targets))
+            await asyncio.gather(
+                *(self._deliver(wiring, t, p, a, ev, invocation) for t, p, a in targets)
+            )
 
     async def _deliver(
-        self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
+        self,
+        wiring: Wiring,
+        node: Node,
+        in_port: str,
+        is_async: bool,
+        ev: Event,
+        invocation: Invocation,
     ) -> None:
         routed = await self._call(node, in_port, is_async, ev, invocation)
         if routed:
             for out_port, out_ev in routed:
-                await self.fire(node, out_port, out_ev, invocation)
+                targets = wiring.targets.get((node.id, out_port))
+                if targets:
+                    await self._fire_to(wiring, targets, out_ev, invocation)
 
     async def _call(
         self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
@@ -158,7 +223,7 @@ class Engine:
     def is_wired(self, node_id: str, port: str) -> bool:
         """Whether any edge leaves ``node_id.port`` (``fire`` on a port that none leaves
         returns at once, and the event is gone)."""
-        return (node_id, port) in self._targets
+        return (node_id, port) in self.wiring.targets
 
     def route_later(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
         """A route made after its handler returned: deliver it as a chain of its own."""

@@ -31,6 +31,7 @@ from lolo_runtime.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from lolo_runtime.channels.redisbus import RedisBus
+    from lolo_runtime.inspector import Inspector
 
 log = logging.getLogger("lolo.runtime")
 
@@ -57,6 +58,12 @@ class ServeOptions:
     shutdown_timeout: float = 10.0
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (worker processes of ``--workers`` share the port)."""
+    inspect: bool = False
+    """Serve the inspector (``--inspect``) under ``/_lolo/``: see docs/inspector.md."""
+    inspect_key: str | None = None
+    """The key the inspector asks for ($LOLO_INSPECT_KEY); None: loopback clients only."""
+    reload: bool = False
+    """Watch the flow file and its handler modules and swap edits in (``--reload``)."""
 
 
 class Runtime:
@@ -92,6 +99,12 @@ class Runtime:
         self.listener: Listener | None = None
         self._triggers = [node for node in flow.nodes.values() if isinstance(node, Trigger)]
         self._set_up: list[str] = []
+        self.inspector: Inspector | None = None
+        if self.options.inspect:
+            # Imported only when asked for: off, the inspector costs nothing at all.
+            from lolo_runtime.inspector import Inspector
+
+            self.inspector = Inspector(self)
 
     # TriggerHost
 
@@ -131,7 +144,9 @@ class Runtime:
                     f"node {node.id!r}: setup failed: {type(exc).__name__}: {exc}"
                 ) from exc
             self._set_up.append(node.id)
-        listens = any(trigger.http_path is not None for trigger in self._triggers)
+        listens = self.inspector is not None or any(
+            trigger.http_path is not None for trigger in self._triggers
+        )
         if listens:
             # The head must arrive before its path (and so its trigger) is known: the
             # most patient WebSocket trigger's open_timeout applies to every request.
@@ -150,6 +165,8 @@ class Runtime:
         if self.edge is not None:
             self.edge.add_http(HEALTH_PATH, HealthRoute(self.flow.app, self._health_checks()))
             self.edge.add_http(OPENAPI_PATH, OpenApiRoute(self.flow))
+            if self.inspector is not None:
+                self.inspector.mount(self.edge)
             self.listener = Listener(
                 self.edge,
                 self.options.host,
@@ -196,6 +213,8 @@ class Runtime:
             await self.bus.stop()
         if self.backend is not None:
             await self.backend.close()
+        if self.inspector is not None:
+            self.inspector.close()
         self.watchdog.stop()
 
     async def serve_until_signalled(self, on_listening: Callable[[int | None], None]) -> None:
@@ -228,7 +247,16 @@ class Runtime:
             gc.collect()
             gc.freeze()
             on_listening(self.bound_port if self.listener is not None else None)
+            watching: asyncio.Task[None] | None = None
+            if self.options.reload:
+                from lolo_runtime.reloading import watch_and_reload
+
+                watching = loop.create_task(watch_and_reload(self, first))
             await first.wait()
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             await self._stop_unless_hurried(second)
         finally:
             for signum in SHUTDOWN_SIGNALS:
