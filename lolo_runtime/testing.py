@@ -22,6 +22,10 @@ async def test_the_chat_relays(tmp_path):
   inside its flow, with its real ``ctx``.
 * :attr:`LoloApp.state` is the app's ``ctx.state``; ``seed={...}`` stores values before any
   node's ``setup`` runs.
+* ``clock="2026-03-29T00:30:00+01:00"`` runs the flow's timers and the store's ttls on a
+  :class:`~lolo_runtime.testclock.TestClock` that stands still until
+  ``await app.clock.advance(seconds)``: every tick due meanwhile fires, in order, and its
+  chain runs to its end.
 
 The pytest plugin (:mod:`lolo_runtime.pytest_plugin`, installed with the package) adds the
 ``lolo_state`` fixture: a fresh state file in the test's temporary folder.
@@ -36,6 +40,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +48,13 @@ import websockets
 
 from lolo_runtime.loader import Flow, load_flow
 from lolo_runtime.nodes.function import forget_handler_modules
+from lolo_runtime.nodes.timer import TimerTrigger
 from lolo_runtime.runtime import Runtime, ServeOptions
 from lolo_runtime.state import AppState, SQLiteBackend, StateBackend
+from lolo_runtime.testclock import TestClock, parse_start
 from lolo_runtime.types import Event
 
-__all__ = ["HttpAnswer", "Injected", "LoloApp", "run_flow"]
+__all__ = ["HttpAnswer", "Injected", "LoloApp", "TestClock", "run_flow"]
 
 
 @dataclass
@@ -102,10 +109,21 @@ class _Recorder:
 class LoloApp:
     """A flow running in this process (see :func:`run_flow`)."""
 
-    def __init__(self, runtime: Runtime, state: AppState) -> None:
+    def __init__(self, runtime: Runtime, state: AppState, clock: TestClock | None) -> None:
         self.runtime = runtime
         self.flow: Flow = runtime.flow
         self.state = state
+        self._clock = clock
+
+    @property
+    def clock(self) -> TestClock:
+        """The virtual clock of ``run_flow(..., clock=...)``."""
+        if self._clock is None:
+            raise RuntimeError(
+                "this flow runs on the real clock; give run_flow(..., clock=START) "
+                "(e.g. clock='2026-01-01T00:00:00+00:00') to move time by hand"
+            )
+        return self._clock
 
     @property
     def port(self) -> int:
@@ -170,24 +188,35 @@ async def run_flow(
     env: Mapping[str, str] | None = None,
     seed: Mapping[str, Any] | None = None,
     fresh_modules: bool = True,
+    clock: float | str | datetime | None = None,
 ) -> AsyncIterator[LoloApp]:
     """Run the flow at ``flow`` until the block ends.
 
     ``state`` is a SQLite file path (or any open-able :class:`StateBackend`, e.g. a
     ``RedisBackend``); ``env`` replaces the process environment for ``${VAR}``
-    substitution; ``seed`` is stored in the app's state before any node is set up.
+    substitution; ``seed`` is stored in the app's state before any node is set up;
+    ``clock`` (Unix seconds, an aware datetime or ISO 8601 text with an offset) starts
+    a :class:`TestClock` there for the timers and the store (``app.clock``).
     """
+    test_clock = TestClock(parse_start(clock)) if clock is not None else None
     if fresh_modules:
         forget_handler_modules()
     loaded = load_flow(flow, environ=dict(env) if env is not None else None)
     backend = state if isinstance(state, StateBackend) else SQLiteBackend(state)
+    timers = [node for node in loaded.nodes.values() if isinstance(node, TimerTrigger)]
+    if test_clock is not None:
+        backend.clock = test_clock.time
+        for timer in timers:
+            timer.clock, timer.sleep = test_clock.time, test_clock.sleep
     if seed:
         async with backend:
             for key, value in seed.items():
                 await backend.for_app(loaded.app).set(key, value)
     runtime = Runtime(loaded, ServeOptions(port=0), backend)
+    if test_clock is not None:
+        test_clock.attach(len(timers), lambda: runtime.engine.in_background)
     try:
         await runtime.start()
-        yield LoloApp(runtime, backend.for_app(loaded.app))
+        yield LoloApp(runtime, backend.for_app(loaded.app), test_clock)
     finally:
         await runtime.stop()

@@ -1,10 +1,13 @@
 """Expire Old Notes (flows/notes-api.yaml): on each tick of the sweep timer, delete the
 notes created more than ``NOTES_MAX_AGE_SECONDS`` ago (their creation times are kept by
-notes_track.py). The timer fires each tick on one process only, even with --redis."""
+notes_track.py). The timer fires each tick on one process only, even with --redis.
+
+"Now" is the tick's own time (``firedAt``), not ``time.time()``: a test that runs the flow
+on lolo_runtime.testing's clock moves it by hand, a month in a moment."""
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import Any
 
 CREATED = "notes-created/"
@@ -12,7 +15,7 @@ CREATED = "notes-created/"
 
 async def handler(ev: dict[str, Any], ctx: Any) -> None:
     max_age = float(ctx.env["NOTES_MAX_AGE_SECONDS"])
-    oldest_kept = time.time() - max_age
+    oldest_kept = datetime.fromisoformat(ev["firedAt"]).timestamp() - max_age
     expired = []
     for key in await ctx.state.keys(CREATED):
         created = await ctx.state.get(key)

@@ -126,3 +126,89 @@ def test_env_and_a_broken_flow(tmp_path: Path, lolo_state: Path, lolo_env: dict[
     with pytest.raises(FlowErrors) as errors:
         asyncio.run(load_broken())
     assert f"{broken}:4:" in str(errors.value.errors[0])
+
+
+NOTES = ROOT / "flows" / "notes-api.yaml"
+TICKS = ROOT / "tests" / "e2e" / "flows" / "timer-ticks.yaml"
+
+
+def test_a_month_of_sweeps_on_the_test_clock(lolo_state: Path, lolo_env: dict[str, str]) -> None:
+    """The notes flow's timer expires a note after 30 days; the clock makes that a moment.
+    Notes are stamped with the real time, so the clock starts at the real time too."""
+    import time
+
+    from lolo_runtime.apikeys import create_key
+
+    day = 86400.0
+    lolo_env["NOTES_SWEEP_EVERY"] = "1h"  # 720 sweeps, not 4320: the same test, sooner
+
+    async def main() -> None:
+        async with run_flow(NOTES, state=lolo_state, env=lolo_env, clock=time.time()) as app:
+            key, _ = await create_key(app.runtime.engine.backend, "ada@example.com")
+            auth = {"Authorization": f"Bearer {key}"}
+            assert (await app.http("POST", "/notes", {"title": "milk"}, auth)).status == 201
+            await app.clock.advance(29 * day)
+            assert (await app.http("GET", "/notes/1", headers=auth)).status == 200
+            await app.clock.advance(1 * day + 3600)  # past 30 days, and one more sweep
+            assert (await app.http("GET", "/notes/1", headers=auth)).status == 404
+
+    asyncio.run(main())
+
+
+def test_each_tick_runs_to_its_end_before_time_moves_on(
+    lolo_state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lolo")
+
+    def fired() -> list[str]:
+        return [r.getMessage().split()[1] for r in caplog.records if "fired" in r.getMessage()]
+
+    async def main() -> None:
+        # Just before New York's clocks fall back: the repeated hour has its own ticks.
+        async with run_flow(TICKS, state=lolo_state, clock="2024-11-03T01:59:58-04:00") as app:
+            await app.clock.advance(0.5)
+            assert fired() == []
+            await app.clock.advance(3)
+            assert fired() == [
+                "2024-11-03T01:59:59-04:00",
+                "2024-11-03T01:00:00-05:00",
+                "2024-11-03T01:00:01-05:00",
+            ]
+            assert app.clock.now.isoformat() == "2024-11-03T06:00:01.500000+00:00"
+            await app.clock.advance_to("2024-11-03T01:00:05-05:00")
+            assert fired()[-1] == "2024-11-03T01:00:05-05:00" and len(fired()) == 7
+
+    asyncio.run(main())
+
+
+def test_the_state_store_expires_values_on_the_test_clock(lolo_state: Path) -> None:
+    async def main() -> None:
+        async with run_flow(CHAT, state=lolo_state, clock=1_700_000_000) as app:
+            await app.state.set("code", "1234", ttl=60)
+            await app.clock.advance(59)
+            assert await app.state.get("code") == "1234"
+            await app.clock.advance(1)
+            assert await app.state.get("code") is None
+
+    asyncio.run(main())
+
+
+def test_the_clock_refuses_what_makes_no_sense(lolo_state: Path) -> None:
+    async def main() -> None:
+        async with run_flow(CHAT, state=lolo_state) as app:
+            with pytest.raises(RuntimeError, match="runs on the real clock"):
+                app.clock  # noqa: B018
+        async with run_flow(CHAT, state=lolo_state, clock=0) as app:
+            with pytest.raises(ValueError, match="only moves forward"):
+                await app.clock.advance(-1)
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="has no UTC offset"):
+        asyncio.run(_enter(run_flow(CHAT, state=lolo_state, clock="2026-01-01T00:00")))
+
+
+async def _enter(manager: object) -> None:
+    async with manager:  # type: ignore[attr-defined]
+        pass
