@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from lolo_runtime.routing import RoutingTable
 from lolo_runtime.types import Event, Invocation, StateAPI
 
 if TYPE_CHECKING:
+    from lolo_runtime.inspector.meter import Meter
     from lolo_runtime.state import StateBackend
     from lolo_runtime.watchdog import LoopWatchdog
 
@@ -103,6 +105,20 @@ class Engine:
         """The graph events travel now; ``--reload`` swaps in a new one (:meth:`swap`)."""
         self._background: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()
+        self.meter: Meter | None = None
+        """The inspector's counters (:meth:`meter_with`); None: nothing is counted."""
+
+    def meter_with(self, meter: Meter) -> None:
+        """Count every handler call (its time, whether it failed) and every event that
+        leaves an out-port, into ``meter`` (``--inspect``).
+
+        The counting versions of :meth:`fire`, :meth:`_call` and :meth:`_handler_failed`
+        are put on this engine object in place of the class's own, so an engine without a
+        meter runs the plain methods and does no extra work at all, not even a check."""
+        self.meter = meter
+        self.fire = self._metered_fire  # type: ignore[method-assign]
+        self._call = self._metered_call  # type: ignore[method-assign]
+        self._handler_failed = self._metered_failed  # type: ignore[method-assign]
 
     @property
     def nodes(self) -> dict[str, Node]:
@@ -203,6 +219,31 @@ class Engine:
             )
         is_async = inspect.iscoroutinefunction(node.handle)
         return await self._call(node, in_port, is_async, ev, invocation)
+
+    # The counting versions of fire, _call and _handler_failed (see meter_with).
+
+    async def _metered_fire(self, node: Node, port: str, ev: Event, invocation: Invocation) -> None:
+        assert self.meter is not None
+        self.meter.sent(node.id, port)
+        await Engine.fire(self, node, port, ev, invocation)
+
+    async def _metered_call(
+        self, node: Node, in_port: str, is_async: bool, ev: Event, invocation: Invocation
+    ) -> list[tuple[str, Event]] | None:
+        meter = self.meter
+        assert meter is not None
+        started = time.perf_counter()
+        routed = await Engine._call(self, node, in_port, is_async, ev, invocation)
+        meter.called(node.id, started, time.perf_counter())
+        if routed:
+            for out_port, _ in routed:
+                meter.sent(node.id, out_port)
+        return routed
+
+    def _metered_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
+        assert self.meter is not None
+        self.meter.failed(node.id)
+        Engine._handler_failed(self, node, invocation, error)
 
     def _handler_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
         tags = {"app": self.app, "node": node.id, "session": invocation.session_id}

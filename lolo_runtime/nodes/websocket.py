@@ -234,6 +234,11 @@ class WebSocketTrigger(Trigger):
     def http_path(self) -> str | None:
         return self.params.path
 
+    @property
+    def open_sessions(self) -> int:
+        """Clients connected now (accepted, not yet closed): the inspector shows it."""
+        return self._open_count
+
     async def start(self, host: TriggerHost) -> None:
         self._engine = host.engine
         host.add_websocket_route(self.params.path, self)
