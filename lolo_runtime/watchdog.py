@@ -53,6 +53,10 @@ class LoopWatchdog:
         self._culprit: str | None = None  # set by the thread during a stall
         self._reported = False
 
+    def set_handlers(self, handlers: Mapping[CodeType, Iterable[str]]) -> None:
+        """Look for these handler code objects from now on (``--reload`` swapped nodes)."""
+        self._handlers = {code: sorted(set(ids)) for code, ids in handlers.items()}
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()

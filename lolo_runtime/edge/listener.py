@@ -90,12 +90,43 @@ class Edge:
             "'ulimit -n' or lower max_connections"
         )
         self._all_closed: asyncio.Event | None = None
+        self._closing: list[tuple[set[Any], asyncio.Event]] = []
+        """Clients being closed by :meth:`close_clients_of`, and what it waits on."""
 
     def add_http(self, path: str, route: HttpRoute) -> None:
         self.routes.add(path, RouteEntry(path, http=route))
 
     def add_websocket(self, path: str, route: WebSocketRoute) -> None:
         self.routes.add(path, RouteEntry(path, websocket=route))
+
+    def remove(self, path: str) -> RouteEntry | None:
+        """Stop serving ``path`` (``--reload``): later requests for it get 404. Requests
+        and clients it serves now are not touched (see :meth:`close_clients_of`)."""
+        return self.routes.remove(path)
+
+    def clients_of(self, route: object) -> list[Any]:
+        """The WebSocket connections that ``route`` serves now (handshakes included)."""
+        return [conn for conn in self.connections if getattr(conn, "route", None) is route]
+
+    async def close_clients_of(self, route: object, code: int, reason: str, timeout: float) -> int:
+        """Close the WebSocket clients of ``route`` with ``code`` and wait up to ``timeout``
+        seconds until each has closed (its route told, through ``on_close``); return how
+        many there were. A client still in its handshake is refused with 503."""
+        clients = set(self.clients_of(route))
+        count = len(clients)
+        if not count:
+            return 0
+        waiting = (clients, asyncio.Event())
+        self._closing.append(waiting)
+        try:
+            for conn in list(clients):
+                conn.close(code, reason)
+            if clients:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting[1].wait(), timeout)
+        finally:
+            self._closing = [entry for entry in self._closing if entry is not waiting]
+        return count
 
     def client_address(
         self, peer: tuple[str, int] | None, scheme: str, headers: list[tuple[str, str]]
@@ -120,6 +151,10 @@ class Edge:
 
     def connection_closed(self, conn: Any) -> None:
         self.connections.discard(conn)
+        for clients, gone in self._closing:
+            clients.discard(conn)
+            if not clients:
+                gone.set()
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 

@@ -106,6 +106,17 @@ class RouteTable(Generic[R]):
             self._patterns.append((pattern, route))
             self._patterns.sort(key=lambda item: item[0].rank)
 
+    def remove(self, path: str) -> R | None:
+        """Stop routing ``path`` (as it was added); return its route, or None if none."""
+        route = self._exact.pop(path, None)
+        if route is not None:
+            return route
+        for index, (pattern, candidate) in enumerate(self._patterns):
+            if pattern.text == path:
+                del self._patterns[index]
+                return candidate
+        return None
+
     def routes(self) -> list[R]:
         return [*self._exact.values(), *(route for _, route in self._patterns)]
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
+import os
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -127,6 +131,102 @@ def forget_handler_modules() -> None:
         file = getattr(module, "__file__", None)
         if name.startswith("lolo_handlers.") or (file and Path(file).resolve().parent in folders):
             del sys.modules[name]
+
+
+# --reload: which modules to import afresh, and putting the cache back when a load fails.
+
+
+@dataclass(frozen=True)
+class HandlerModules:
+    """The handler module cache at one moment, with the import state that goes with it:
+    the ``sys.modules`` entries of handler modules and of the helper modules they imported
+    from their folders, and ``sys.path``."""
+
+    cache: dict[Path, ModuleType]
+    imported: dict[str, ModuleType]
+    import_path: list[str]
+
+
+def snapshot_handler_modules() -> HandlerModules:
+    """What :func:`restore_handler_modules` puts back."""
+    return HandlerModules(dict(_MODULES), _handler_side_modules(), list(sys.path))
+
+
+def restore_handler_modules(snapshot: HandlerModules) -> None:
+    """Put the module cache back exactly as ``snapshot`` saw it (a reload that failed):
+    modules imported since are dropped, modules forgotten since come back."""
+    for name in _handler_side_modules(extra_folders=_folders(snapshot.cache)):
+        if name not in snapshot.imported:
+            del sys.modules[name]
+    sys.modules.update(snapshot.imported)
+    _MODULES.clear()
+    _MODULES.update(snapshot.cache)
+    sys.path[:] = snapshot.import_path
+
+
+def handler_module_files() -> set[Path]:
+    """The (resolved) files of the handler modules imported so far."""
+    return set(_MODULES)
+
+
+def helper_module_files() -> dict[Path, str]:
+    """The helper modules imported from a handler's folder (``import history`` beside a
+    handler), by file: their name in ``sys.modules``."""
+    helpers: dict[Path, str] = {}
+    for name, module in _handler_side_modules().items():
+        file = _file_of(module)
+        if not name.startswith(_PACKAGE) and file is not None:
+            helpers[file] = name
+    return helpers
+
+
+def forget_changed_modules(changed: Iterable[Path]) -> set[Path]:
+    """Make the next load import afresh the handler modules whose file is in ``changed``;
+    for a changed helper module, the helper and every handler module of its folder (each
+    may hold the helper's old module, or names taken from it). Stale bytecode of each
+    changed file is removed (an edit within the second it was compiled, keeping its size,
+    would pass the bytecode cache's check). Returns the handler files forgotten."""
+    changed = {path.resolve() for path in changed}
+    helpers = helper_module_files()
+    folders = {path.parent for path in changed if path in helpers}
+    for path in changed & set(helpers):
+        sys.modules.pop(helpers[path], None)
+    forgotten = {path for path in _MODULES if path in changed or path.parent in folders}
+    for path in forgotten:
+        module = _MODULES.pop(path)
+        if sys.modules.get(module.__name__) is module:
+            del sys.modules[module.__name__]
+    for path in changed:
+        with contextlib.suppress(OSError, ValueError):
+            Path(importlib.util.cache_from_source(str(path))).unlink()
+    return forgotten
+
+
+def _handler_side_modules(extra_folders: Iterable[Path] = ()) -> dict[str, ModuleType]:
+    folders = _folders(_MODULES) | set(extra_folders)
+    found: dict[str, ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith(_PACKAGE):
+            found[name] = module
+            continue
+        file = _file_of(module)
+        if file is not None and file.parent in folders:
+            found[name] = module
+    return found
+
+
+def _folders(cache: Iterable[Path]) -> set[Path]:
+    return {path.parent for path in cache}
+
+
+def _file_of(module: ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    return Path(os.path.realpath(file))
+
+
+_PACKAGE = "lolo_handlers."
 
 
 def _module_name(path: Path) -> str:
