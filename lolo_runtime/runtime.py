@@ -116,6 +116,16 @@ class Runtime:
         assert self.edge is not None
         self.edge.add_websocket(path, route)
 
+    def adopt_reloaded_flow(self, flow: Flow, set_up_now: Iterable[str]) -> None:
+        """``--reload``: ``flow``, whose ``nodes`` are the live ones, is the running version
+        now; the nodes named by ``set_up_now`` were just set up (closed first at shutdown)."""
+        fresh = list(set_up_now)
+        kept = [node_id for node_id in self._set_up if node_id in flow.nodes]
+        self._set_up = [node_id for node_id in kept if node_id not in fresh] + fresh
+        self.flow = flow
+        self._triggers = [node for node in flow.nodes.values() if isinstance(node, Trigger)]
+        self.watchdog.set_handlers(handler_codes(flow.nodes.values()))
+
     @property
     def bound_port(self) -> int:
         return self.listener.bound_port if self.listener is not None else self.options.port
