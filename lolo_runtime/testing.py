@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import websockets
 
@@ -55,6 +57,10 @@ from lolo_runtime.testclock import TestClock, parse_start
 from lolo_runtime.types import Event
 
 __all__ = ["HttpAnswer", "Injected", "LoloApp", "TestClock", "run_flow"]
+
+
+_UNSENDABLE = re.compile(r"[^\x21-\x7e]+")
+"""What a request target cannot hold as it is: non-ASCII, spaces and control characters."""
 
 
 @dataclass
@@ -144,7 +150,9 @@ class LoloApp:
         body: bytes | str | Mapping[str, Any] | list[Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
-        """Send one request; a dict or list body goes as JSON."""
+        """Send one request; a dict or list body goes as JSON. ``path`` may carry a query
+        string; characters that cannot go on the wire as they are (non-ASCII, spaces) are
+        percent-encoded as UTF-8, as a browser does."""
         sent_headers = dict(headers or {})
         data: bytes | None
         if isinstance(body, Mapping | list):
@@ -152,7 +160,8 @@ class LoloApp:
             sent_headers.setdefault("Content-Type", "application/json")
         else:
             data = body.encode() if isinstance(body, str) else body
-        return await asyncio.to_thread(self._request, method, path, data, sent_headers)
+        target = _UNSENDABLE.sub(lambda found: quote(found.group()), path)
+        return await asyncio.to_thread(self._request, method, target, data, sent_headers)
 
     def _request(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str]

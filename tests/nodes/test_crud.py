@@ -1,10 +1,9 @@
-"""``lolo/crud-api`` without sockets: a loaded flow, a real engine on a real SQLite file,
-requests handed to the node's routes as the edge would hand them."""
+"""``lolo/crud-api`` in a flow run in-process (:func:`lolo_runtime.testing.run_flow`): a
+real engine on a real SQLite file, real HTTP requests through the edge."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,13 +12,9 @@ from typing import Any, TypeVar
 import pytest
 
 from lolo_runtime.apikeys import create_key
-from lolo_runtime.context import SetupContext
-from lolo_runtime.edge.types import HttpRequest, HttpResponse, HttpRoute, WebSocketRoute
-from lolo_runtime.engine import Engine
 from lolo_runtime.errors import FlowErrors
-from lolo_runtime.loader import Flow, load_flow
-from lolo_runtime.nodes.crud import CrudApiNode
-from lolo_runtime.state import SQLiteBackend
+from lolo_runtime.loader import load_flow
+from lolo_runtime.testing import HttpAnswer, LoloApp, run_flow
 from lolo_runtime.types import Event
 
 T = TypeVar("T")
@@ -46,66 +41,12 @@ async def handler(ev, ctx):
     ctx.emit("response", ev["response"])
 """
 
-
-class Host:
-    """What a trigger registers with: the engine, and the routes it asks for."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.routes: dict[str, HttpRoute] = {}
-
-    def add_http_route(self, path: str, route: HttpRoute) -> None:
-        assert path not in self.routes
-        self.routes[path] = route
-
-    def add_websocket_route(self, path: str, route: WebSocketRoute) -> None:
-        raise AssertionError("lolo/crud-api serves no WebSocket")
+EDGE_HEADERS = {"date", "server", "connection"}
+"""What the edge adds to every answer, whatever the route said."""
 
 
-class App:
-    """One flow's CRUD node, started on a real engine and state store."""
-
-    def __init__(self, flow: Flow, backend: SQLiteBackend) -> None:
-        self.flow = flow
-        self.backend = backend
-        self.engine = Engine(
-            flow.app, flow.nodes, flow.table, state=backend.for_app(flow.app), backend=backend
-        )
-        self.host = Host(self.engine)
-
-    async def start(self) -> None:
-        await self.backend.open()
-        for node in self.flow.nodes.values():
-            await node.setup(SetupContext(self.engine, node))
-            if isinstance(node, CrudApiNode):
-                await node.start(self.host)
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        raw: bytes | None = None,
-    ) -> HttpResponse:
-        sent = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
-        head = [(k.lower(), v) for k, v in (headers or {}).items()]
-        if body is not None and "content-type" not in dict(head):
-            head.append(("content-type", "application/json"))
-        path, _, query = path.partition("?")
-        parts = path.strip("/").split("/")
-        pattern = f"/{parts[0]}" if len(parts) == 1 else f"/{parts[0]}/:id"
-        params = {"id": parts[1]} if len(parts) == 2 else {}
-        route = self.host.routes[pattern]
-        assert route.methods is not None
-        if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
-            return HttpResponse(405)  # what the edge answers before the route runs
-        request = HttpRequest(method, path, query, head, sent, "127.0.0.1:1", params=params)
-        return await route.serve_http(request)
-
-
-def body_of(response: HttpResponse) -> Any:
-    return json.loads(response.body) if response.body else None
+def body_of(answer: HttpAnswer) -> Any:
+    return answer.json() if answer.body else None
 
 
 def write_flow(tmp_path: Path, params: str, wired: bool = False, app: str = "crud") -> Path:
@@ -133,30 +74,22 @@ edges:
 
 
 def run_app(
-    tmp_path: Path, params: str, test: Callable[[App], Awaitable[T]], wired: bool = False
+    tmp_path: Path, params: str, test: Callable[[LoloApp], Awaitable[T]], wired: bool = False
 ) -> T:
-    flow = load_flow(write_flow(tmp_path, params, wired))
+    """Run the flow of ``params`` (and, if ``wired``, the recorder behind it) in-process
+    on a fresh state file; ``test`` talks to it over HTTP."""
+    flow = write_flow(tmp_path, params, wired)
 
     async def main() -> T:
-        app = App(flow, SQLiteBackend(tmp_path / "state.sqlite3"))
-        await app.start()
-        try:
+        async with run_flow(flow, state=tmp_path / "state.sqlite3") as app:
             return await test(app)
-        finally:
-            await app.engine.drain(1)
-            await app.backend.close()
 
     return asyncio.run(main())
 
 
-def seen_events(flow_dir: Path) -> list[Event]:
-    """What the recorder handler of the flow in ``flow_dir`` saw (its module's list)."""
-    import sys
-
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == str((flow_dir / "recorder.py").resolve()):
-            return module.seen  # type: ignore[no-any-return]
-    raise AssertionError("the recorder was not loaded")
+def seen_events(app: LoloApp) -> list[Event]:
+    """What the recorder handler of ``app`` saw so far (its module's list, kept live)."""
+    return app.flow.nodes["answer"].module.seen  # type: ignore[attr-defined, no-any-return]
 
 
 PARAMS = "resource: notes\n" + textwrap.dedent(NOTES_SCHEMA)
@@ -166,28 +99,29 @@ PARAMS = "resource: notes\n" + textwrap.dedent(NOTES_SCHEMA)
 
 
 def test_records_are_created_listed_read_replaced_patched_and_deleted(tmp_path: Path) -> None:
-    async def test(app: App) -> None:
-        assert body_of(await app.request("GET", "/notes")) == {"items": []}
-        made = await app.request("POST", "/notes", {"title": "milk", "id": 77})
+    async def test(app: LoloApp) -> None:
+        assert body_of(await app.http("GET", "/notes")) == {"items": []}
+        made = await app.http("POST", "/notes", {"title": "milk", "id": 77})
         assert (made.status, body_of(made)) == (201, {"title": "milk", "id": 1})
-        assert ("location", "/notes/1") in made.headers
-        second = await app.request("POST", "/notes", {"title": "eggs"})
+        assert made.headers["location"] == "/notes/1"
+        second = await app.http("POST", "/notes", {"title": "eggs"})
         assert body_of(second)["id"] == 2
-        read = await app.request("GET", "/notes/1")
+        read = await app.http("GET", "/notes/1")
         assert (read.status, body_of(read)) == (200, {"title": "milk", "id": 1})
-        patched = await app.request("PATCH", "/notes/1", {"done": True})
+        patched = await app.http("PATCH", "/notes/1", {"done": True})
         assert body_of(patched) == {"title": "milk", "done": True, "id": 1}
-        replaced = await app.request("PUT", "/notes/1", {"title": "oat milk"})
+        replaced = await app.http("PUT", "/notes/1", {"title": "oat milk"})
         assert body_of(replaced) == {"title": "oat milk", "id": 1}
-        listed = await app.request("GET", "/notes")
+        listed = await app.http("GET", "/notes")
         assert body_of(listed) == {"items": [{"title": "oat milk", "id": 1}, body_of(second)]}
-        gone = await app.request("DELETE", "/notes/1")
-        assert (gone.status, gone.body, gone.headers) == (204, b"", [])
-        assert (await app.request("GET", "/notes/1")).status == 404
-        assert (await app.request("DELETE", "/notes/1")).status == 404
+        gone = await app.http("DELETE", "/notes/1")
+        assert (gone.status, gone.body) == (204, b"")
+        assert set(gone.headers) <= EDGE_HEADERS  # no header of the node's: no content-type
+        assert (await app.http("GET", "/notes/1")).status == 404
+        assert (await app.http("DELETE", "/notes/1")).status == 404
         # Ids are never reused, and the records sit in the app's state as notes/<id>.
-        assert body_of(await app.request("POST", "/notes", {"title": "x"}))["id"] == 3
-        state = app.backend.for_app("crud")
+        assert body_of(await app.http("POST", "/notes", {"title": "x"}))["id"] == 3
+        state = app.state
         assert await state.keys("notes") == ["notes#last-id", "notes/2", "notes/3"]
         assert await state.get("notes/3") == {"title": "x", "id": 3}
 
@@ -195,13 +129,13 @@ def test_records_are_created_listed_read_replaced_patched_and_deleted(tmp_path: 
 
 
 def test_the_list_is_in_id_order_and_skips_keys_that_are_not_records(tmp_path: Path) -> None:
-    async def test(app: App) -> None:
+    async def test(app: LoloApp) -> None:
         for number in range(12):
-            await app.request("POST", "/notes", {"title": f"n{number}"})
-        state = app.backend.for_app("crud")
+            await app.http("POST", "/notes", {"title": f"n{number}"})
+        state = app.state
         await state.set("notes/draft", {"title": "a handler's own key"})
         await state.set("notes/13", "not a record")
-        ids = [item["id"] for item in body_of(await app.request("GET", "/notes"))["items"]]
+        ids = [item["id"] for item in body_of(await app.http("GET", "/notes"))["items"]]
         assert ids == list(range(1, 13))  # 10 after 9, not after 1
 
     run_app(tmp_path, PARAMS, test)
@@ -209,9 +143,9 @@ def test_the_list_is_in_id_order_and_skips_keys_that_are_not_records(tmp_path: P
 
 @pytest.mark.parametrize("wanted", ["0", "01", "-1", "1.0", "abc", "٣", "9" * 19])
 def test_an_id_that_is_not_a_plain_number_is_unknown(tmp_path: Path, wanted: str) -> None:
-    async def test(app: App) -> HttpResponse:
-        await app.request("POST", "/notes", {"title": "one"})
-        return await app.request("GET", f"/notes/{wanted}")
+    async def test(app: LoloApp) -> HttpAnswer:
+        await app.http("POST", "/notes", {"title": "one"})
+        return await app.http("GET", f"/notes/{wanted}")
 
     answer = run_app(tmp_path, PARAMS, test)
     assert (answer.status, body_of(answer)) == (404, {"error": f"no notes with id {wanted!r}"})
@@ -255,18 +189,18 @@ def test_an_id_that_is_not_a_plain_number_is_unknown(tmp_path: Path, wanted: str
 def test_a_body_that_breaks_the_schema_gets_400_with_the_errors_and_no_chain(
     tmp_path: Path, method: str, path: str, body: Any, errors: list[dict[str, str]]
 ) -> None:
-    async def test(app: App) -> tuple[HttpResponse, Any]:
-        await app.request("POST", "/notes", {"title": "kept"})
-        seen_events(tmp_path).clear()
-        refused = await app.request(method, path, body)
-        return refused, await app.backend.for_app("crud").get("notes/1")
+    async def test(app: LoloApp) -> tuple[HttpAnswer, Any]:
+        await app.http("POST", "/notes", {"title": "kept"})
+        seen_events(app).clear()
+        refused = await app.http(method, path, body)
+        assert seen_events(app) == []
+        return refused, await app.state.get("notes/1")
 
     refused, stored = run_app(tmp_path, PARAMS, test, wired=True)
     answer = body_of(refused)
     assert refused.status == 400
     assert answer == {"error": "the body does not match the notes schema", "errors": errors}
     assert stored == {"title": "kept", "id": 1}
-    assert seen_events(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -284,13 +218,13 @@ def test_a_body_that_breaks_the_schema_gets_400_with_the_errors_and_no_chain(
 def test_a_body_that_is_no_json_object_is_refused(
     tmp_path: Path, raw: bytes, kind: str | None, status: int, error: str
 ) -> None:
-    async def test(app: App) -> list[HttpResponse]:
-        await app.request("POST", "/notes", {"title": "kept"})
+    async def test(app: LoloApp) -> list[HttpAnswer]:
+        await app.http("POST", "/notes", {"title": "kept"})
         headers = {"content-type": kind} if kind else {}
         sent = raw or None
         return [
-            await app.request("POST", "/notes", headers=headers, raw=sent),
-            await app.request("PATCH", "/notes/1", headers=headers, raw=sent),
+            await app.http("POST", "/notes", sent, headers),
+            await app.http("PATCH", "/notes/1", sent, headers),
         ]
 
     for refused in run_app(tmp_path, "resource: notes", test):
@@ -299,17 +233,15 @@ def test_a_body_that_is_no_json_object_is_refused(
 
 
 def test_a_read_may_carry_any_body(tmp_path: Path) -> None:
-    async def test(app: App) -> int:
-        return (
-            await app.request("GET", "/notes", headers={"content-type": "text/plain"}, raw=b"hi")
-        ).status
+    async def test(app: LoloApp) -> int:
+        return (await app.http("GET", "/notes", b"hi", {"content-type": "text/plain"})).status
 
     assert run_app(tmp_path, "resource: notes", test) == 200
 
 
 def test_without_a_schema_any_object_is_a_record(tmp_path: Path) -> None:
-    async def test(app: App) -> Any:
-        made = await app.request("POST", "/notes", {"anything": [1, {"deep": None}]})
+    async def test(app: LoloApp) -> Any:
+        made = await app.http("POST", "/notes", {"anything": [1, {"deep": None}]})
         return body_of(made)
 
     assert run_app(tmp_path, "resource: notes", test) == {"anything": [1, {"deep": None}], "id": 1}
@@ -321,9 +253,9 @@ def test_formats_the_library_knows_are_checked(tmp_path: Path) -> None:
         schema: {type: object, properties: {mail: {type: string, format: email}}}
     """
 
-    async def test(app: App) -> tuple[int, int]:
-        good = await app.request("POST", "/people", {"mail": "ann@example.com"})
-        bad = await app.request("POST", "/people", {"mail": "not an address"})
+    async def test(app: LoloApp) -> tuple[int, int]:
+        good = await app.http("POST", "/people", {"mail": "ann@example.com"})
+        bad = await app.http("POST", "/people", {"mail": "not an address"})
         return good.status, bad.status
 
     assert run_app(tmp_path, params, test) == (201, 400)
@@ -332,8 +264,8 @@ def test_formats_the_library_knows_are_checked(tmp_path: Path) -> None:
 def test_a_huge_value_is_not_echoed_whole_in_the_errors(tmp_path: Path) -> None:
     params = "resource: notes\nschema: {type: object, properties: {t: {maxLength: 3}}}"
 
-    async def test(app: App) -> HttpResponse:
-        return await app.request("POST", "/notes", {"t": "x" * 100_000})
+    async def test(app: LoloApp) -> HttpAnswer:
+        return await app.http("POST", "/notes", {"t": "x" * 100_000})
 
     refused = run_app(tmp_path, params, test)
     assert refused.status == 400 and len(refused.body) < 1000
@@ -343,18 +275,19 @@ def test_a_huge_value_is_not_echoed_whole_in_the_errors(tmp_path: Path) -> None:
 
 
 def test_the_event_carries_the_action_and_the_suggested_response(tmp_path: Path) -> None:
-    async def test(app: App) -> list[HttpResponse]:
-        return [
-            await app.request("POST", "/notes", {"title": "milk"}),
-            await app.request("GET", "/notes?x=1"),
-            await app.request("GET", "/notes/1"),
-            await app.request("PATCH", "/notes/1", {"done": False}),
-            await app.request("DELETE", "/notes/1"),
+    async def test(app: LoloApp) -> tuple[list[HttpAnswer], list[Event]]:
+        answers = [
+            await app.http("POST", "/notes", {"title": "milk"}),
+            await app.http("GET", "/notes?x=1"),
+            await app.http("GET", "/notes/1"),
+            await app.http("PATCH", "/notes/1", {"done": False}),
+            await app.http("DELETE", "/notes/1"),
         ]
+        return answers, seen_events(app)
 
-    answers = run_app(tmp_path, PARAMS, test, wired=True)
+    answers, seen = run_app(tmp_path, PARAMS, test, wired=True)
     assert [a.status for a in answers] == [201, 200, 200, 200, 204]
-    created, listed, read, patched, deleted = seen_events(tmp_path)
+    created, listed, read, patched, deleted = seen
     record = {"title": "milk", "id": 1}
     assert created["crud"] == {"action": "create", "resource": "notes"}
     assert (created["resource"], created["resourceKey"]) == (record, "notes/1")
@@ -380,9 +313,9 @@ def test_the_event_carries_the_action_and_the_suggested_response(tmp_path: Path)
 
 
 def test_a_chain_that_raises_is_500_and_one_that_never_answers_504(tmp_path: Path) -> None:
-    async def test(app: App) -> list[int]:
-        broken = await app.request("POST", "/notes", {"title": "raise"})
-        silent = await app.request("POST", "/notes", {"title": "silent"})
+    async def test(app: LoloApp) -> list[int]:
+        broken = await app.http("POST", "/notes", {"title": "raise"})
+        silent = await app.http("POST", "/notes", {"title": "silent"})
         return [broken.status, silent.status]
 
     assert run_app(tmp_path, PARAMS + "timeout: 0.2\n", test, wired=True) == [500, 504]
@@ -391,29 +324,50 @@ def test_a_chain_that_raises_is_500_and_one_that_never_answers_504(tmp_path: Pat
 # Actions, auth, roles
 
 
-def test_only_the_actions_asked_for_are_served(tmp_path: Path) -> None:
-    async def test(app: App) -> list[Any]:
-        routes = app.host.routes
-        return [routes["/tags"].methods, routes["/tags/:id"].methods]
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
+
+def test_only_the_actions_asked_for_are_served(tmp_path: Path) -> None:
+    """The edge answers the methods the node does not serve with 405 and ``Allow`` (the
+    node's methods, HEAD with GET); the others reach the node."""
+
+    async def test(app: LoloApp) -> dict[str, dict[str, tuple[int, str | None]]]:
+        return {
+            path: {
+                method: (answer.status, answer.headers.get("allow"))
+                for method in METHODS
+                for answer in [await app.http(method, path, {"title": "t"})]
+            }
+            for path in ("/tags", "/tags/1")
+        }
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     params = "resource: tags\nactions: [list, delete]"
-    assert run_app(tmp_path, params, test) == [frozenset({"GET"}), frozenset({"DELETE"})]
+    refused = (405, "DELETE")
+    assert run_app(tmp_path / "a", params, test) == {
+        "/tags": {"GET": (200, None)} | {m: (405, "GET, HEAD") for m in METHODS[1:]},
+        "/tags/1": {m: refused for m in METHODS[:-1]} | {"DELETE": (404, None)},
+    }
     none_on_items = "resource: tags\nactions: [create]"
-    assert run_app(tmp_path, none_on_items, test) == [frozenset({"POST"}), frozenset()]
+    assert run_app(tmp_path / "b", none_on_items, test) == {
+        "/tags": {m: (201, None) if m == "POST" else (405, "POST") for m in METHODS},
+        "/tags/1": {m: (405, "") for m in METHODS},
+    }
 
 
 def test_with_auth_a_key_is_needed_and_a_read_key_may_only_read(tmp_path: Path) -> None:
-    async def test(app: App) -> dict[str, Any]:
-        write_key, _ = await create_key(app.backend, "w@example.com", role="write")
-        read_key, _ = await create_key(app.backend, "r@example.com", role="read")
+    async def test(app: LoloApp) -> dict[str, Any]:
+        write_key, _ = await create_key(app.runtime.engine.backend, "w@example.com", role="write")
+        read_key, _ = await create_key(app.runtime.engine.backend, "r@example.com", role="read")
         bearer = {"authorization": f"Bearer {write_key}"}
         return {
-            "none": await app.request("GET", "/notes"),
-            "bogus": await app.request("GET", "/notes", headers={"lolo-api-key": "lolo_x"}),
-            "written": await app.request("POST", "/notes", {"title": "a"}, bearer),
-            "read": await app.request("GET", "/notes/1", headers={"lolo-api-key": read_key}),
+            "none": await app.http("GET", "/notes"),
+            "bogus": await app.http("GET", "/notes", headers={"lolo-api-key": "lolo_x"}),
+            "written": await app.http("POST", "/notes", {"title": "a"}, bearer),
+            "read": await app.http("GET", "/notes/1", headers={"lolo-api-key": read_key}),
             "refused": [
-                await app.request(method, path, body, {"lolo-api-key": read_key})
+                await app.http(method, path, body, {"lolo-api-key": read_key})
                 for method, path, body in [
                     ("POST", "/notes", {"title": "b"}),
                     ("PUT", "/notes/1", {"title": "b"}),
@@ -421,26 +375,27 @@ def test_with_auth_a_key_is_needed_and_a_read_key_may_only_read(tmp_path: Path) 
                     ("DELETE", "/notes/1", None),
                 ]
             ],
-            "kept": await app.backend.for_app("crud").get("notes/1"),
+            "kept": await app.state.get("notes/1"),
+            "seen": seen_events(app),
         }
 
     got = run_app(tmp_path, PARAMS + "auth: true\n", test, wired=True)
     assert (got["none"].status, body_of(got["none"])) == (401, {"error": "missing lolo-api-key"})
-    assert ("www-authenticate", "Bearer") in got["none"].headers
+    assert got["none"].headers["www-authenticate"] == "Bearer"
     assert body_of(got["bogus"]) == {"error": "invalid lolo-api-key"}
     assert (got["written"].status, got["read"].status) == (201, 200)
     assert [r.status for r in got["refused"]] == [403, 403, 403, 403]
     assert body_of(got["refused"][0]) == {"error": "a read key may not create notes"}
     assert got["kept"] == {"title": "a", "id": 1}
-    written, read = seen_events(tmp_path)
+    written, read = got["seen"]
     assert written["session"]["email"] == "w@example.com"
     assert read["session"]["role"] == "read"
 
 
 def test_auth_comes_before_the_body(tmp_path: Path) -> None:
-    async def test(app: App) -> list[int]:
-        wrong = await app.request("POST", "/notes", {"wrong": 1})
-        broken = await app.request("POST", "/notes", raw=b"{nope")
+    async def test(app: LoloApp) -> list[int]:
+        wrong = await app.http("POST", "/notes", {"wrong": 1})
+        broken = await app.http("POST", "/notes", b"{nope")
         return [wrong.status, broken.status]
 
     assert run_app(tmp_path, PARAMS + "auth: true\n", test) == [401, 401]
