@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,13 @@ INTERVAL = 0.25
 KEY_TIMEOUT = 10.0
 MAX_VIEWERS = 16
 """Pages watching at once; more get 503 (each costs a JSON encoding per tick)."""
+
+QUIET = logging.getLogger("lolo.inspector.socket")
+"""The logger the inspector's sockets give the websockets library in place of its own:
+at ``--log-level debug`` the library logs every frame, and here those would be the key a
+page sends (whatever its spelling) and the updates themselves, which would then come
+back in the log tail of the next update, and so on. Warnings still get through."""
+QUIET.setLevel(logging.WARNING)
 
 
 class Viewer:
@@ -90,6 +98,7 @@ class LiveRoute:
         self, conn: WebSocketConnection, request: HttpRequest
     ) -> HttpResponse | None:
         conn.log_name = "inspector page"
+        conn.protocol.logger = QUIET
         conn.session = self._viewers[conn] = Viewer(conn)
         return None
 
