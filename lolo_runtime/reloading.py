@@ -130,7 +130,10 @@ class Reloader:
                     elif not changes:
                         continue  # the watcher's idle report
                     first = False  # the first report also catches up on earlier edits
-                    await self.reload_if_changed()
+                    try:
+                        await self.reload_if_changed()
+                    except Exception:
+                        log.exception("reload of %s failed unexpectedly", self.flow_path)
                     if self.folders != folders:
                         break  # watch the new set of folders
 
