@@ -87,24 +87,28 @@ async def swap_in(runtime: Runtime, new_flow: Flow, plan: ReloadPlan) -> SwapOut
 
 
 async def _set_up_added(runtime: Runtime, plan: ReloadPlan) -> None:
+    """Set up each added node; if one fails (or the reload is cancelled: a shutdown), close
+    the ones set up so far, except where a running node uses the same module."""
     done: list[Node] = []
-    for node in plan.added:
-        try:
-            await asyncio.wait_for(
-                node.setup(SetupContext(runtime.engine, node)), node.setup_timeout
-            )
-        except Exception as exc:
-            why = (
-                f"setup did not finish within {node.setup_timeout:g}s"
-                if isinstance(exc, TimeoutError)
-                else f"setup failed: {type(exc).__name__}: {exc}"
-            )
-            in_use = _modules_in_use(runtime.flow)
-            for ready in reversed(done):
-                if not (isinstance(ready, FunctionNode) and id(ready.module) in in_use):
-                    await _bounded(ready.close(), ready.close_timeout, f"closing {ready.id}")
-            raise SwapFailed(node.id, f"node {node.id!r}: {why}") from exc
-        done.append(node)
+    try:
+        for node in plan.added:
+            try:
+                await asyncio.wait_for(
+                    node.setup(SetupContext(runtime.engine, node)), node.setup_timeout
+                )
+            except TimeoutError as exc:
+                why = f"setup did not finish within {node.setup_timeout:g}s"
+                raise SwapFailed(node.id, f"node {node.id!r}: {why}") from exc
+            except Exception as exc:
+                why = f"setup failed: {type(exc).__name__}: {exc}"
+                raise SwapFailed(node.id, f"node {node.id!r}: {why}") from exc
+            done.append(node)
+    except BaseException:
+        in_use = _modules_in_use(runtime.flow)
+        for ready in reversed(done):
+            if not (isinstance(ready, FunctionNode) and id(ready.module) in in_use):
+                await _bounded(ready.close(), ready.close_timeout, f"closing {ready.id}")
+        raise
 
 
 async def _stop_retired_triggers(runtime: Runtime, plan: ReloadPlan) -> int:
