@@ -8,6 +8,10 @@ the time the store judges ttls by along. A day of ticks takes a moment.
 Two readings, as on a real machine: :meth:`TestClock.time` is the wall clock, which
 :meth:`TestClock.jump` moves without waking anyone (a suspended laptop, an NTP step);
 sleeps count on a steady clock underneath, which only :meth:`TestClock.advance` moves.
+
+Several apps may share one clock (``run_flow(..., clock=TestClock(start))`` for each):
+each is attached with its timers and chains (:meth:`TestClock.attach`), and ``advance``
+waits for them all.
 """
 
 from __future__ import annotations
@@ -15,30 +19,81 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
-__all__ = ["TestClock", "parse_start"]
+__all__ = ["ClockUser", "TestClock", "parse_start"]
 
 SETTLE_POLL = 0.001
 """How often (in real seconds) :meth:`TestClock.advance` looks whether the chains a tick
 started have ended: they may wait on real I/O, such as the state store's thread."""
 
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _Timer:
+    """One registered sleeper (a timer's loop): where it stands, for :meth:`_settle`."""
+
+    __slots__ = ("asleep", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[object] | None = None
+        self.asleep = False
+
+    @property
+    def settled(self) -> bool:
+        """Asleep again, or gone (its task ended: stopped, or failed)."""
+        return self.asleep or (self.task is not None and self.task.done())
+
+
+class ClockUser:
+    """One app (or one loop) on a :class:`TestClock`, from :meth:`TestClock.attach`: the
+    timers that sleep on the clock for it, and how to count its running chains."""
+
+    def __init__(self, clock: TestClock, busy: Callable[[], int]) -> None:
+        self._clock = clock
+        self.busy = busy
+        self.timers: list[_Timer] = []
+
+    def sleeper(self) -> Sleep:
+        """A ``sleep`` for one timer (``timer.sleep``, or a ``TimerLoop``'s): after each
+        wake, :meth:`TestClock.advance` waits until this timer sleeps again, or ends,
+        before time moves on."""
+        timer = _Timer()
+        self.timers.append(timer)
+
+        async def sleep(seconds: float) -> None:
+            timer.task = asyncio.current_task()
+            timer.asleep = True
+            try:
+                await self._clock.sleep(seconds)
+            finally:
+                timer.asleep = False
+
+        return sleep
+
+    def detach(self) -> None:
+        """Take this user off the clock (its app stopped): ``advance`` no longer waits
+        for its timers or chains."""
+        if self in self._clock._users:
+            self._clock._users.remove(self)
+
 
 class TestClock:
-    """Virtual time for timers (``clock`` and ``sleep``) and for the state store."""
+    """Virtual time for timers (``clock`` and ``sleep``) and for the state store.
+
+    One clock may drive several apps (``run_flow(..., clock=the_clock)`` for each, e.g.
+    two processes of one app on one state file): each app is attached (:meth:`attach`)
+    with its timers and its chains, and :meth:`advance` waits for all of them."""
 
     __test__ = False  # a helper for tests, not a test class for pytest to collect
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float | str | datetime) -> None:
         self._steady = 0.0
-        self._offset = start
-        self._wakes: list[tuple[float, int, asyncio.Future[None], asyncio.Task[object] | None]] = []
+        self._offset = parse_start(start)
+        self._wakes: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-        self._sleepers: set[asyncio.Task[object]] = set()
-        self._ended = 0
-        self._timers = 0
-        self._busy: Callable[[], int] = lambda: 0
+        self._users: list[ClockUser] = []
 
     def time(self) -> float:
         """The wall clock, in Unix seconds (what ``time.time`` would say)."""
@@ -47,16 +102,17 @@ class TestClock:
     @property
     def now(self) -> datetime:
         """The wall clock as an aware UTC datetime, for messages and assertions."""
-        from datetime import UTC
-
         return datetime.fromtimestamp(self.time(), UTC)
 
-    def attach(self, timers: int, busy: Callable[[], int]) -> None:
-        """Tell the clock how many timers sleep on it and how to count the chains still
-        running (``engine.in_background``): :meth:`advance` moves on when every timer
-        sleeps again and nothing runs. :func:`~lolo_runtime.testing.run_flow` does this."""
-        self._timers = timers
-        self._busy = busy
+    def attach(self, busy: Callable[[], int] = lambda: 0) -> ClockUser:
+        """Add a user of the clock (an app): its timers sleep with a
+        :meth:`ClockUser.sleeper` each, and ``busy`` counts its chains still running
+        (``engine.in_background``). :meth:`advance` moves on when every user's timers
+        sleep again and no chain runs. :func:`~lolo_runtime.testing.run_flow` attaches
+        its app, and detaches it when the app stops."""
+        user = ClockUser(self, busy)
+        self._users.append(user)
+        return user
 
     def jump(self, seconds: float) -> None:
         """Move the wall clock only, as a resumed laptop or an NTP step does: sleepers are
@@ -65,12 +121,8 @@ class TestClock:
 
     async def sleep(self, seconds: float) -> None:
         """``asyncio.sleep`` in virtual time: returns once :meth:`advance` passes it."""
-        task = asyncio.current_task()
-        if task is not None and task not in self._sleepers:
-            self._sleepers.add(task)
-            task.add_done_callback(self._sleeper_ended)
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (self._steady + max(seconds, 0.0), next(self._order), wake, task)
+        entry = (self._steady + max(seconds, 0.0), next(self._order), wake)
         heapq.heappush(self._wakes, entry)
         try:
             await wake
@@ -80,10 +132,16 @@ class TestClock:
                 heapq.heapify(self._wakes)
             raise
 
-    async def advance(self, seconds: float, timeout: float = 30.0) -> None:
+    async def advance(
+        self, seconds: float, timeout: float = 30.0, *, wait_for_chains: bool = True
+    ) -> None:
         """Let ``seconds`` of virtual time pass. Each sleeper due meanwhile wakes at its
         time, in order, and the chains it starts run to their end (or ``timeout`` real
-        seconds pass: :class:`TimeoutError`) before time moves on."""
+        seconds pass: :class:`TimeoutError`) before time moves on.
+
+        ``wait_for_chains=False``: wait only for the timers to sleep again (their tick
+        claimed and its chain started), not for the chains to end; for chains a test
+        holds on purpose (at a gate it opens later)."""
         if seconds < 0:
             raise ValueError(
                 f"time only moves forward, not advance({seconds:g}); "
@@ -92,45 +150,52 @@ class TestClock:
         target = self._steady + seconds
         try:
             async with asyncio.timeout(timeout):
-                await self._run_until(target)
+                await self._run_until(target, wait_for_chains)
         except TimeoutError:
+            waking = sum(not timer.settled for user in self._users for timer in user.timers)
             raise TimeoutError(
-                f"advance({seconds:g}): after {timeout:g}s the chains started by the timers "
-                f"had not finished ({self._busy()} still running) or a timer had not gone "
-                "back to sleep; a handler waiting for something that never comes?"
+                f"advance({seconds:g}): after {timeout:g}s {self._running()} chain(s) started "
+                f"by the timers still ran and {waking} timer(s) had not gone back to sleep; "
+                "a handler waiting for something that never comes?"
             ) from None
 
-    async def advance_to(self, when: float | str | datetime, timeout: float = 30.0) -> None:
+    async def advance_to(
+        self, when: float | str | datetime, timeout: float = 30.0, *, wait_for_chains: bool = True
+    ) -> None:
         """:meth:`advance` until the wall clock reads ``when`` (Unix seconds, an aware
         datetime, or ISO 8601 text with an offset)."""
         target = parse_start(when)
         if target < self.time():
             raise ValueError(f"{self.now.isoformat()} is already past {when}")
-        await self.advance(target - self.time(), timeout)
+        await self.advance(target - self.time(), timeout, wait_for_chains=wait_for_chains)
 
-    async def _run_until(self, target: float) -> None:
-        await self._settle()
+    async def _run_until(self, target: float, wait_for_chains: bool) -> None:
+        await self._settle(wait_for_chains)
         while self._wakes and self._wakes[0][0] <= target:
-            when, _, wake, _ = heapq.heappop(self._wakes)
+            # Everyone due at the same instant wakes together, as on a real event loop:
+            # two timers of one time race as they would in production.
+            when = self._wakes[0][0]
             self._steady = max(self._steady, when)
-            if not wake.done():
-                wake.set_result(None)
-            await self._settle()
+            while self._wakes and self._wakes[0][0] == when:
+                wake = heapq.heappop(self._wakes)[2]
+                if not wake.done():
+                    wake.set_result(None)
+            await self._settle(wait_for_chains)
         self._steady = max(self._steady, target)
 
-    async def _settle(self) -> None:
-        """Wait until every live timer sleeps again and no chain runs."""
+    def _running(self) -> int:
+        return sum(user.busy() for user in self._users)
+
+    async def _settle(self, wait_for_chains: bool) -> None:
+        """Wait until every timer sleeps again (or has ended) and, if asked, no chain
+        runs."""
         while True:
             for _ in range(3):  # let woken tasks run up to their next await
                 await asyncio.sleep(0)
-            asleep = {task for _, _, wake, task in self._wakes if not wake.done()}
-            if len(asleep) >= self._timers - self._ended and not self._busy():
+            timers = all(timer.settled for user in self._users for timer in user.timers)
+            if timers and not (wait_for_chains and self._running()):
                 return
             await asyncio.sleep(SETTLE_POLL)
-
-    def _sleeper_ended(self, task: asyncio.Task[object]) -> None:
-        self._sleepers.discard(task)
-        self._ended += 1
 
 
 def parse_start(when: float | str | datetime) -> float:

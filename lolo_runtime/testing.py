@@ -25,7 +25,8 @@ async def test_the_chat_relays(tmp_path):
 * ``clock="2026-03-29T00:30:00+01:00"`` runs the flow's timers and the store's ttls on a
   :class:`~lolo_runtime.testclock.TestClock` that stands still until
   ``await app.clock.advance(seconds)``: every tick due meanwhile fires, in order, and its
-  chain runs to its end.
+  chain runs to its end. Give several apps one ``TestClock(start)`` to run them as
+  processes of one app on one clock.
 
 The pytest plugin (:mod:`lolo_runtime.pytest_plugin`, installed with the package) adds the
 ``lolo_state`` fixture: a fresh state file in the test's temporary folder.
@@ -53,7 +54,7 @@ from lolo_runtime.nodes.function import forget_handler_modules
 from lolo_runtime.nodes.timer import TimerTrigger
 from lolo_runtime.runtime import Runtime, ServeOptions
 from lolo_runtime.state import AppState, SQLiteBackend, StateBackend
-from lolo_runtime.testclock import TestClock, parse_start
+from lolo_runtime.testclock import TestClock
 from lolo_runtime.types import Event
 
 __all__ = ["HttpAnswer", "Injected", "LoloApp", "TestClock", "run_flow"]
@@ -197,7 +198,7 @@ async def run_flow(
     env: Mapping[str, str] | None = None,
     seed: Mapping[str, Any] | None = None,
     fresh_modules: bool = True,
-    clock: float | str | datetime | None = None,
+    clock: float | str | datetime | TestClock | None = None,
 ) -> AsyncIterator[LoloApp]:
     """Run the flow at ``flow`` until the block ends.
 
@@ -205,27 +206,34 @@ async def run_flow(
     ``RedisBackend``); ``env`` replaces the process environment for ``${VAR}``
     substitution; ``seed`` is stored in the app's state before any node is set up;
     ``clock`` (Unix seconds, an aware datetime or ISO 8601 text with an offset) starts
-    a :class:`TestClock` there for the timers and the store (``app.clock``).
+    a :class:`TestClock` there for the timers and the store (``app.clock``); a
+    :class:`TestClock` itself is used as it is, so several apps can share one.
     """
-    test_clock = TestClock(parse_start(clock)) if clock is not None else None
+    test_clock = (
+        clock if isinstance(clock, TestClock) else TestClock(clock) if clock is not None else None
+    )
     if fresh_modules:
         forget_handler_modules()
     loaded = load_flow(flow, environ=dict(env) if env is not None else None)
     backend = state if isinstance(state, StateBackend) else SQLiteBackend(state)
-    timers = [node for node in loaded.nodes.values() if isinstance(node, TimerTrigger)]
+    runtime = Runtime(loaded, ServeOptions(port=0), backend)
+    user = None
     if test_clock is not None:
         backend.clock = test_clock.time
-        for timer in timers:
-            timer.clock, timer.sleep = test_clock.time, test_clock.sleep
-    if seed:
-        async with backend:
-            for key, value in seed.items():
-                await backend.for_app(loaded.app).set(key, value)
-    runtime = Runtime(loaded, ServeOptions(port=0), backend)
-    if test_clock is not None:
-        test_clock.attach(len(timers), lambda: runtime.engine.in_background)
+        user = test_clock.attach(busy=lambda: runtime.engine.in_background)
+        for node in loaded.nodes.values():
+            if isinstance(node, TimerTrigger):
+                node.clock, node.sleep = test_clock.time, user.sleeper()
     try:
-        await runtime.start()
-        yield LoloApp(runtime, backend.for_app(loaded.app), test_clock)
+        if seed:
+            async with backend:
+                for key, value in seed.items():
+                    await backend.for_app(loaded.app).set(key, value)
+        try:
+            await runtime.start()
+            yield LoloApp(runtime, backend.for_app(loaded.app), test_clock)
+        finally:
+            await runtime.stop()
     finally:
-        await runtime.stop()
+        if user is not None:
+            user.detach()

@@ -84,6 +84,9 @@ def test_http_requests_by_path(lolo_state: Path) -> None:
             assert missing.status == 404
             refused = await app.http("POST", "/notes", {"text": "buy milk"})
             assert refused.status == 401  # behind lolo/api-auth
+            # Non-ASCII goes percent-encoded, as a browser sends it; a query string rides along.
+            accented = await app.http("GET", "/hello/zoë?x=1")
+            assert (accented.status, accented.json()) == (200, {"hello": "zoë"})
 
     asyncio.run(main())
 

@@ -1,13 +1,13 @@
-"""``lolo/timer-trigger`` in a real :class:`Runtime` with a real SQLite store, on a mocked
-clock: no sockets, and days of ticks in a moment. (tests/e2e/test_timer.py runs real
-``lolo-run`` processes; tests/nodes/test_timer_schedule.py covers the fire times alone.)"""
+"""``lolo/timer-trigger`` in a flow run in-process (:func:`lolo_runtime.testing.run_flow`)
+with a real SQLite store, on a :class:`~lolo_runtime.testing.TestClock`: days of ticks in a
+moment. (tests/e2e/test_timer.py runs real ``lolo-run`` processes;
+tests/nodes/test_timer_schedule.py covers the fire times alone.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from lolo_runtime.loader import load_flow
 from lolo_runtime.nodes.timer import TimerTrigger
 from lolo_runtime.nodes.timer_leases import TIMERS_APP
 from lolo_runtime.runtime import Runtime, ServeOptions, StartupError
-from lolo_runtime.state import SQLiteBackend
-from tests.nodes.timer_support import FakeTime, Recorder, at
+from lolo_runtime.testing import LoloApp, TestClock, run_flow
+from tests.nodes.timer_support import Recorder, at
 
 FLOW = """\
 app: clockwork
@@ -33,44 +33,36 @@ edges:
 """
 
 
-@dataclass
-class App:
-    """One process of the app: its runtime, its timer, and what reached the recorder."""
-
-    runtime: Runtime
-    timer: TimerTrigger
-    recorder: Recorder
-    backend: SQLiteBackend
-
-    @property
-    def scheduled(self) -> list[str]:
-        return [ev["scheduledAt"] for ev in self.recorder.events]
-
-
-def build(folder: Path, params: str, fake: FakeTime, store: Path | None = None) -> App:
+def write_flow(folder: Path, params: str) -> Path:
+    folder.mkdir(exist_ok=True)
     flow_file = folder / "flow.yaml"
     flow_file.write_text(FLOW.format(params=params))
-    flow = load_flow(flow_file)
-    timer, recorder = flow.nodes["tick"], flow.nodes["rec"]
-    assert isinstance(timer, TimerTrigger) and isinstance(recorder, Recorder)
-    timer.clock, timer.sleep = fake.clock, fake.sleep
-    backend = SQLiteBackend(store or folder / "state.sqlite3", clock=fake.clock)
-    return App(Runtime(flow, ServeOptions(port=0), state=backend), timer, recorder, backend)
+    return flow_file
 
 
-def settled(*apps: App) -> Callable[[], Awaitable[None]]:
-    """Wait until every chain the timers started has finished, or waits at its gate:
-    virtual time must not outrun the store calls a chain makes (the busy mark)."""
+def recorder(app: LoloApp) -> Recorder:
+    node = app.flow.nodes["rec"]
+    assert isinstance(node, Recorder) and isinstance(app.flow.nodes["tick"], TimerTrigger)
+    return node
 
-    async def settle() -> None:
-        for _ in range(10_000):
-            pending = sum(app.runtime.engine.in_background for app in apps)
-            if pending <= sum(app.recorder.running for app in apps):
-                return
+
+def scheduled(rec: Recorder) -> list[str]:
+    return [ev["scheduledAt"] for ev in rec.events]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (in real time) until ``condition()`` holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
             await asyncio.sleep(0.001)
-        raise AssertionError("the timers' chains did not settle")
 
-    return settle
+
+async def parked(app: LoloApp, rec: Recorder) -> int:
+    """Wait until every chain the timer started has ended or waits at the recorder's
+    gate (they get there on their own time: ``advance(..., wait_for_chains=False)`` does
+    not wait for them); how many wait."""
+    await until(lambda: app.runtime.engine.in_background == rec.running)
+    return rec.running
 
 
 def timer_log(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
@@ -81,25 +73,23 @@ def test_each_tick_carries_its_times_a_fresh_session_and_the_node(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    fake = FakeTime(at("2024-03-31T00:59:58.5"))  # Berlin springs forward at 01:00 UTC
+    start = at("2024-03-31T00:59:58.5")  # Berlin springs forward at 01:00 UTC
+    flow = write_flow(tmp_path, "{every: 1s, timezone: Europe/Berlin}")
 
-    async def main() -> App:
-        app = build(tmp_path, "{every: 1s, timezone: Europe/Berlin}", fake)
-        fake.settle = settled(app)
-        await app.runtime.start()
-        assert app.runtime.listener is None  # a timer serves no URL: no port is opened
-        await fake.run_until(at("2024-03-31T01:00:02.5"))
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            assert app.runtime.listener is None  # a timer serves no URL: no port is opened
+            await app.clock.advance_to(at("2024-03-31T01:00:02.5"))
+            return recorder(app)
 
-    app = asyncio.run(main())
-    assert app.scheduled == [
+    rec = asyncio.run(main())
+    assert scheduled(rec) == [
         "2024-03-31T01:59:59+01:00",
         "2024-03-31T03:00:00+02:00",
         "2024-03-31T03:00:01+02:00",
         "2024-03-31T03:00:02+02:00",
     ]
-    events = app.recorder.events
+    events = rec.events
     assert [ev["firedAt"] for ev in events] == [
         f"{ev['scheduledAt'][:19]}.000{ev['scheduledAt'][19:]}" for ev in events
     ]
@@ -113,19 +103,17 @@ def test_each_tick_carries_its_times_a_fresh_session_and_the_node(
 
 
 def test_a_daily_cron_job_through_the_runtime_across_fall_back(tmp_path: Path) -> None:
-    fake = FakeTime(at("2024-10-26T00:00", "America/New_York"))
+    flow = write_flow(tmp_path, "{cron: '30 1 * * *', timezone: America/New_York}")
+    start = at("2024-10-26T00:00", "America/New_York")
 
-    async def main() -> App:
-        app = build(tmp_path, "{cron: '30 1 * * *', timezone: America/New_York}", fake)
-        fake.settle = settled(app)
-        await app.runtime.start()
-        await fake.run_until(at("2024-11-05T00:00", "America/New_York"))
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            await app.clock.advance_to(at("2024-11-05T00:00", "America/New_York"))
+            return recorder(app)
 
-    scheduled = asyncio.run(main()).scheduled
-    assert len(scheduled) == 10  # one a day: 01:30 comes twice on 2024-11-03, fires once
-    assert scheduled[7:] == [
+    fired = scheduled(asyncio.run(main()))
+    assert len(fired) == 10  # one a day: 01:30 comes twice on 2024-11-03, fires once
+    assert fired[7:] == [
         "2024-11-02T01:30:00-04:00",
         "2024-11-03T01:30:00-04:00",
         "2024-11-04T01:30:00-05:00",
@@ -135,23 +123,24 @@ def test_a_daily_cron_job_through_the_runtime_across_fall_back(tmp_path: Path) -
 def test_a_tick_while_the_last_chain_runs_is_skipped_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, "{every: 1s}")
 
-    async def main() -> App:
-        app = build(tmp_path, "{every: 1s}", fake)
-        fake.settle = settled(app)
-        app.recorder.gate = asyncio.Event()
-        await app.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:02.5"))  # 00, 01, 02: 00 still runs
-        assert app.recorder.running == 1
-        app.recorder.gate.set()
-        await fake.run_until(at("2024-05-01T00:00:04.5"))  # 03, 04 find it done
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        start = at("2024-05-01T00:00") - 0.5
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            rec = recorder(app)
+            rec.gate = asyncio.Event()
+            # 00, 01, 02: 00 still runs (held at the gate, so advance does not wait for it)
+            await app.clock.advance_to(at("2024-05-01T00:00:02.5"), wait_for_chains=False)
+            assert await parked(app, rec) == 1
+            assert len(rec.events) == 1
+            rec.gate.set()
+            await app.clock.advance_to(at("2024-05-01T00:00:04.5"))  # 03, 04 find it done
+            return rec
 
-    app = asyncio.run(main())
-    assert [t[17:19] for t in app.scheduled] == ["00", "03", "04"]
-    assert app.recorder.most_running == 1
+    rec = asyncio.run(main())
+    assert [t[17:19] for t in scheduled(rec)] == ["00", "03", "04"]
+    assert rec.most_running == 1
     warnings = timer_log(caplog)
     assert len(warnings) == 2
     assert (
@@ -164,39 +153,38 @@ def test_a_tick_while_the_last_chain_runs_is_skipped_with_a_warning(
 def test_allow_overlap_lets_chains_run_side_by_side(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, "{every: 1s, allow_overlap: true}")
 
-    async def main() -> App:
-        app = build(tmp_path, "{every: 1s, allow_overlap: true}", fake)
-        fake.settle = settled(app)
-        app.recorder.gate = asyncio.Event()
-        await app.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:02.5"))
-        app.recorder.gate.set()
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        start = at("2024-05-01T00:00") - 0.5
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            rec = recorder(app)
+            rec.gate = asyncio.Event()
+            await app.clock.advance_to(at("2024-05-01T00:00:02.5"), wait_for_chains=False)
+            assert await parked(app, rec) == 3
+            rec.gate.set()
+            await until(lambda: rec.running == 0)
+            return rec
 
-    app = asyncio.run(main())
-    assert len(app.scheduled) == 3
-    assert app.recorder.most_running == 3
+    rec = asyncio.run(main())
+    assert len(scheduled(rec)) == 3
+    assert rec.most_running == 3
     assert timer_log(caplog) == []
 
 
 def test_a_failing_chain_and_an_emit_do_not_stop_the_timer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, "{every: 1s}")
 
-    async def main() -> App:
-        app = build(tmp_path, "{every: 1s}", fake)
-        fake.settle = settled(app)
-        app.recorder.fail = True
-        await app.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:02.5"))
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        start = at("2024-05-01T00:00") - 0.5
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            recorder(app).fail = True
+            await app.clock.advance_to(at("2024-05-01T00:00:02.5"))
+            return recorder(app)
 
-    assert len(asyncio.run(main()).scheduled) == 3
+    assert len(scheduled(asyncio.run(main()))) == 3
     failures = [r for r in caplog.records if r.name == "lolo.engine" and r.levelno >= logging.ERROR]
     assert len(failures) == 3  # logged by the engine, each time; the next tick came anyway
 
@@ -206,24 +194,20 @@ def run_twice(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run the app from 00:00:00 to its tick of 00:00:20 (every 10 s), stop it for
     ``down_for`` seconds, run it again for 20 s; what each run's recorder got."""
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, params)
+    store = tmp_path / "state.sqlite3"
+    clock = TestClock(at("2024-05-01T00:00") - 0.5)
 
-    async def main() -> tuple[App, App]:
-        first = build(tmp_path, params, fake)
-        fake.settle = settled(first)
-        await first.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:25"))
-        await first.runtime.stop()
-        fake.jump(down_for)
-        second = build(tmp_path, params, fake)
-        fake.settle = settled(second)
-        await second.runtime.start()
-        await fake.run_until(fake.now + 20)
-        await second.runtime.stop()
-        return first, second
+    async def main() -> tuple[Recorder, Recorder]:
+        async with run_flow(flow, state=store, clock=clock) as first:
+            await clock.advance_to(at("2024-05-01T00:00:20"))
+        clock.jump(down_for)
+        async with run_flow(flow, state=store, clock=clock) as second:
+            await clock.advance(20)
+        return recorder(first), recorder(second)
 
     first, second = asyncio.run(main())
-    return first.recorder.events, second.recorder.events
+    return first.events, second.events
 
 
 def test_catch_up_latest_fires_the_latest_missed_tick_once_on_start(tmp_path: Path) -> None:
@@ -264,20 +248,20 @@ def test_a_tick_noticed_more_than_a_minute_late(
     """The machine slept through ticks and woke well after the latest: that one is fired
     as a catch-up with ``catch_up: latest``, and not at all with ``none``; warnings say
     what was not fired."""
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, f"{{every: 5m, catch_up: {catch_up}}}")
 
-    async def main() -> App:
-        app = build(tmp_path, f"{{every: 5m, catch_up: {catch_up}}}", fake)
-        fake.settle = settled(app)
-        await app.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:05"))
-        fake.jump(720)  # suspended from 00:00:00 (mid-nap) to 00:12:00; awake at 00:12:30
-        await fake.run_until(at("2024-05-01T00:20:05"))
-        await app.runtime.stop()
-        return app
+    async def main() -> Recorder:
+        start = at("2024-05-01T00:00") - 0.5
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            await app.clock.advance_to(at("2024-05-01T00:00:05"))
+            # Suspended at 00:00:05, in the middle of a nap (00:00:00 to 00:00:30), until
+            # 00:12:05; the nap ends, and the timer notices, at 00:12:30.
+            app.clock.jump(720)
+            await app.clock.advance_to(at("2024-05-01T00:20:05"))
+            return recorder(app)
 
-    app = asyncio.run(main())
-    fired = [(ev["scheduledAt"][11:16], ev["catchUp"]) for ev in app.recorder.events]
+    rec = asyncio.run(main())
+    fired = [(ev["scheduledAt"][11:16], ev["catchUp"]) for ev in rec.events]
     late = [("00:10", True)] if catch_up == "latest" else []
     assert fired == [("00:00", False), *late, ("00:15", False), ("00:20", False)]
     warnings = timer_log(caplog)
@@ -293,41 +277,37 @@ def test_a_tick_noticed_more_than_a_minute_late(
 
 
 def test_two_processes_on_one_store_fire_each_tick_once(tmp_path: Path) -> None:
-    """Two runtimes (two SQLite connections on one file) stand for two processes: they
-    race for every tick, and each tick reaches exactly one of them."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    """Two apps run in-process on one clock (two SQLite connections on one file) stand for
+    two processes: they race for every tick, and each tick reaches exactly one of them."""
     store = tmp_path / "shared.sqlite3"
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5, sleepers=2)
+    flow_a = write_flow(tmp_path / "a", "{every: 1s}")
+    flow_b = write_flow(tmp_path / "b", "{every: 1s}")
+    clock = TestClock(at("2024-05-01T00:00") - 0.5)
 
-    async def main() -> tuple[App, App]:
-        one = build(tmp_path / "a", "{every: 1s}", fake, store)
-        two = build(tmp_path / "b", "{every: 1s}", fake, store)
-        fake.settle = settled(one, two)
-        await one.runtime.start()
-        await two.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:59.5"))
-        await one.runtime.stop()
-        await two.runtime.stop()
-        return one, two
+    async def main() -> tuple[Recorder, Recorder]:
+        async with (
+            run_flow(flow_a, state=store, clock=clock) as one,
+            run_flow(flow_b, state=store, clock=clock) as two,
+        ):
+            assert one.clock is two.clock
+            await clock.advance_to(at("2024-05-01T00:00:59.5"))
+            return recorder(one), recorder(two)
 
     one, two = asyncio.run(main())
-    fired = sorted(one.scheduled + two.scheduled)
+    fired = sorted(scheduled(one) + scheduled(two))
     assert fired == [f"2024-05-01T00:00:{second:02d}+00:00" for second in range(60)]
 
 
 def test_the_leases_live_in_the_reserved_namespace(tmp_path: Path) -> None:
-    fake = FakeTime(at("2024-05-01T00:00") - 0.5)
+    flow = write_flow(tmp_path, "{every: 1s, catch_up: latest}")
 
     async def main() -> list[str]:
-        app = build(tmp_path, "{every: 1s, catch_up: latest}", fake)
-        fake.settle = settled(app)
-        await app.runtime.start()
-        await fake.run_until(at("2024-05-01T00:00:01.5"))
-        keys = await app.backend.for_app(TIMERS_APP).keys()
-        assert await app.backend.for_app("clockwork").keys() == []  # the app's own: untouched
-        await app.runtime.stop()
-        return keys
+        start = at("2024-05-01T00:00") - 0.5
+        async with run_flow(flow, state=tmp_path / "state.sqlite3", clock=start) as app:
+            await app.clock.advance_to(at("2024-05-01T00:00:01.5"))
+            keys = await app.runtime.engine.backend.for_app(TIMERS_APP).keys()
+            assert await app.state.keys() == []  # the app's own: untouched
+            return keys
 
     assert asyncio.run(main()) == [
         "last/clockwork/tick",

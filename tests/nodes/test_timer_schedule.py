@@ -1,5 +1,6 @@
-"""Fire times of ``lolo/timer-trigger``: the pure schedule and the sleeping loop, with a
-mocked clock, across daylight-saving changes in two zones (no sockets, no store).
+"""Fire times of ``lolo/timer-trigger``: the pure schedule and the sleeping loop, on a
+:class:`~lolo_runtime.testing.TestClock`, across daylight-saving changes in two zones (no
+sockets, no store).
 
 The dates: Europe/Berlin springs forward 2024-03-31 02:00 -> 03:00 and falls back
 2024-10-27 03:00 -> 02:00; America/New_York springs forward 2024-03-10 02:00 -> 03:00 and
@@ -28,29 +29,43 @@ from lolo_runtime.schedule import (
     parse_every,
     parse_zone,
 )
-from tests.nodes.timer_support import FakeTime, at
+from lolo_runtime.testing import TestClock
+from tests.nodes.timer_support import at
 
 BERLIN, NEW_YORK, UTC = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("UTC")
 
 
-def run_loop(schedule: Schedule, start: float, end: float) -> tuple[list[Due], FakeTime]:
-    """Run a :class:`TimerLoop` on a fake clock from ``start`` to ``end``: the ticks it
-    handed over, each as it fell due."""
-    fake = FakeTime(start)
+def napping(clock: TestClock, naps: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A sleep for one loop on ``clock`` (``advance`` waits for it to sleep again after
+    each wake) that notes how long each nap is."""
+    sleep = clock.attach().sleeper()
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+        await sleep(seconds)
+
+    return nap
+
+
+def run_loop(schedule: Schedule, start: float, end: float) -> tuple[list[Due], list[float]]:
+    """Run a :class:`TimerLoop` on a test clock from ``start`` to ``end``: the ticks it
+    handed over, each as it fell due, and the naps it took."""
+    clock = TestClock(start)
     handed: list[Due] = []
+    naps: list[float] = []
 
     async def on_due(due: Due) -> None:
-        assert fake.now == due.now >= due.scheduled  # never early
+        assert clock.time() == due.now >= due.scheduled  # never early
         handed.append(due)
 
     async def main() -> None:
-        loop = TimerLoop(schedule, on_due, fake.clock, fake.sleep)
+        loop = TimerLoop(schedule, on_due, clock.time, napping(clock, naps))
         task = asyncio.get_running_loop().create_task(loop.run(start))
-        await fake.run_until(end)
+        await clock.advance_to(end)
         task.cancel()
 
     asyncio.run(main())
-    return handed, fake
+    return handed, naps
 
 
 def fires(schedule: Schedule, start: str, end: str) -> list[str]:
@@ -302,23 +317,23 @@ def test_unknown_zones_are_refused(name: str) -> None:
 
 def test_the_loop_naps_at_most_max_nap_and_wakes_on_time() -> None:
     daily = Cron("0 12 * * *", UTC)
-    handed, fake = run_loop(daily, at("2024-05-01T00:00"), at("2024-05-03T00:00"))
+    handed, naps = run_loop(daily, at("2024-05-01T00:00"), at("2024-05-03T00:00"))
     assert [due.scheduled for due in handed] == [at("2024-05-01T12:00"), at("2024-05-02T12:00")]
-    assert max(fake.naps) == MAX_NAP
+    assert max(naps) == MAX_NAP
 
 
 def test_ticks_that_fell_due_together_are_handed_over_as_the_latest() -> None:
     """A suspended machine: the clock jumps ten minutes during one nap. The loop hands over
     the latest due tick once, naming the first one it passed over, then goes on."""
-    fake = FakeTime(at("2024-05-01T00:00"))
+    clock = TestClock(at("2024-05-01T00:00"))
     handed: list[Due] = []
 
     async def main() -> None:
-        loop = TimerLoop(Every(60, UTC), _append(handed), fake.clock, fake.sleep)
-        task = asyncio.get_running_loop().create_task(loop.run(fake.now))
-        await fake.run_until(at("2024-05-01T00:02:30"))
-        fake.jump(615)  # suspended in the middle of a nap, which ends at 00:13:15
-        await fake.run_until(at("2024-05-01T00:14:30"))
+        loop = TimerLoop(Every(60, UTC), _append(handed), clock.time, napping(clock, []))
+        task = asyncio.get_running_loop().create_task(loop.run(clock.time()))
+        await clock.advance_to(at("2024-05-01T00:02:30"))
+        clock.jump(615)  # suspended in the middle of a nap, which ends at 00:13:15
+        await clock.advance_to(at("2024-05-01T00:14:30"))
         task.cancel()
 
     asyncio.run(main())
@@ -332,15 +347,15 @@ def test_ticks_that_fell_due_together_are_handed_over_as_the_latest() -> None:
 
 
 def test_a_clock_set_back_delays_the_tick_rather_than_repeating_one() -> None:
-    fake = FakeTime(at("2024-05-01T00:00"))
+    clock = TestClock(at("2024-05-01T00:00"))
     handed: list[Due] = []
 
     async def main() -> None:
-        loop = TimerLoop(Every(60, UTC), _append(handed), fake.clock, fake.sleep)
-        task = asyncio.get_running_loop().create_task(loop.run(fake.now))
-        await fake.run_until(at("2024-05-01T00:02:30"))
-        fake.jump(-150)  # NTP steps the clock back to 00:00:00
-        await fake.run_until(at("2024-05-01T00:04:30"))
+        loop = TimerLoop(Every(60, UTC), _append(handed), clock.time, napping(clock, []))
+        task = asyncio.get_running_loop().create_task(loop.run(clock.time()))
+        await clock.advance_to(at("2024-05-01T00:02:30"))
+        clock.jump(-150)  # NTP steps the clock back to 00:00:00
+        await clock.advance_to(at("2024-05-01T00:04:30"))
         task.cancel()
 
     asyncio.run(main())
