@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 
 __all__ = ["ClockUser", "TestClock", "parse_start"]
 
+SPIN_TURNS = 5
+"""Turns of the event loop :meth:`TestClock.advance` gives woken tasks before it polls."""
+
 SETTLE_POLL = 0.001
 """How often (in real seconds) :meth:`TestClock.advance` looks whether the chains a tick
 started have ended: they may wait on real I/O, such as the state store's thread."""
@@ -189,13 +192,16 @@ class TestClock:
     async def _settle(self, wait_for_chains: bool) -> None:
         """Wait until every timer sleeps again (or has ended) and, if asked, no chain
         runs."""
+        turns = 0
         while True:
-            for _ in range(3):  # let woken tasks run up to their next await
-                await asyncio.sleep(0)
+            # One turn of the loop lets woken tasks run up to their next await; most go
+            # straight back to sleep (a long wait is slept in naps). Work that waits on
+            # something outside the loop (the store's thread) is polled for instead.
+            await asyncio.sleep(0 if turns < SPIN_TURNS else SETTLE_POLL)
+            turns += 1
             timers = all(timer.settled for user in self._users for timer in user.timers)
             if timers and not (wait_for_chains and self._running()):
                 return
-            await asyncio.sleep(SETTLE_POLL)
 
 
 def parse_start(when: float | str | datetime) -> float:
