@@ -11,6 +11,9 @@ Guarantees (see docs/architecture.md):
 * A handler that raises is logged with its node id and session id, its branch stops,
   and the invocation is told (a WebSocket ``req`` chain refuses the handshake); nothing
   else is disturbed and no task is left with an unretrieved exception.
+* With ``--inspect``, :meth:`Engine.meter_with` puts counting versions of ``fire``,
+  ``_call`` and ``_handler_failed`` on the engine object; without it the class's own
+  methods run, with no check for a meter on the hot path.
 """
 
 from __future__ import annotations

@@ -121,8 +121,6 @@ class Meter:
         self.nodes: dict[str, NodeMeter] = {}
         self.ports: dict[tuple[str, str], int] = {}
         """(node id, out-port) -> events that left it."""
-        self.changes = 0
-        """Goes up with every recording: a reader can tell that something moved."""
 
     def _node(self, node_id: str, now: float) -> NodeMeter:
         meter = self.nodes.get(node_id)
@@ -141,19 +139,16 @@ class Meter:
         meter.calls += 1
         meter.seconds += took
         meter.current[bucket_of(took)] += 1
-        self.changes += 1
 
     def failed(self, node_id: str) -> None:
         """A handler of ``node_id`` raised (or timed out)."""
         self._node(node_id, self.clock()).errors += 1
-        self.changes += 1
 
     def sent(self, node_id: str, port: str) -> None:
         """An event left ``node_id.port`` (to every in-port wired to it)."""
         key = (node_id, port)
         ports = self.ports
         ports[key] = ports.get(key, 0) + 1
-        self.changes += 1
 
     def read(self, node_id: str) -> NodeReading:
         """One node's figures now (zeros for a node never called)."""
