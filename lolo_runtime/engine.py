@@ -74,7 +74,8 @@ class Wiring:
         swap no new ones start on it); return whether they all did."""
         if not self.running:
             return True
-        self.idle = asyncio.Event()
+        if self.idle is None:  # one event, however many wait
+            self.idle = asyncio.Event()
         try:
             async with asyncio.timeout(timeout):
                 await self.idle.wait()
