@@ -53,6 +53,14 @@ class LoopWatchdog:
         self._culprit: str | None = None  # set by the thread during a stall
         self._reported = False
 
+    def stalled_by(self, now: float) -> float:
+        """``stalled`` up to ``now`` (``time.monotonic()``), counting a stall that has just
+        ended but that no heartbeat has added yet: after a stall the loop runs the I/O
+        that queued up meanwhile before the heartbeat's timer, so a reader of ``stalled``
+        alone would miss it there."""
+        late = now - self._last_beat - BEAT
+        return self.stalled + late if late > 0.05 else self.stalled
+
     def set_handlers(self, handlers: Mapping[CodeType, Iterable[str]]) -> None:
         """Look for these handler code objects from now on (``--reload`` swapped nodes)."""
         self._handlers = {code: sorted(set(ids)) for code, ids in handlers.items()}

@@ -138,7 +138,7 @@ class WebSocketSession:
         self.allowance = float(trigger.params.burst)
         self.last = time.monotonic()
         watchdog = trigger.engine.watchdog
-        self.stall_mark = watchdog.stalled if watchdog is not None else 0.0
+        self.stall_mark = watchdog.stalled_by(self.last) if watchdog is not None else 0.0
 
     def emit(self, name: str, payload: Any = None) -> None:
         if name != "response":
@@ -301,9 +301,10 @@ class WebSocketTrigger(Trigger):
             now = time.monotonic()
             cap = float(self.params.burst)
             watchdog = self.engine.watchdog
-            if watchdog is not None and watchdog.stalled != session.stall_mark:
-                cap += (watchdog.stalled - session.stall_mark) * rate
-                session.stall_mark = watchdog.stalled
+            stalled = watchdog.stalled_by(now) if watchdog is not None else 0.0
+            if stalled > session.stall_mark:
+                cap += (stalled - session.stall_mark) * rate
+                session.stall_mark = stalled
             refill = session.allowance + (now - session.last) * rate
             session.allowance = refill if refill <= cap else max(cap, session.allowance)
             session.last = now
