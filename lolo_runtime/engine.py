@@ -246,7 +246,8 @@ class Engine:
 
     def _metered_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:
         assert self.meter is not None
-        self.meter.failed(node.id)
+        if not isinstance(error, Reject):  # a deliberate "no" (an auth node) is no error
+            self.meter.failed(node.id)
         Engine._handler_failed(self, node, invocation, error)
 
     def _handler_failed(self, node: Node, invocation: Invocation, error: Exception) -> None:

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.browser_support import chromium
 from tests.support import unavailable
 
 MERMAID_KEYWORDS = {
@@ -131,12 +132,9 @@ def render_with_mermaid(source: str) -> tuple[list[str], list[str]]:
             f"Mermaid is not installed (npm package mermaid): set ${MERMAID_JS} to its "
             "dist/mermaid.min.js"
         )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+    with chromium() as browser:
+        page = browser.new_page()
         try:
-            page = browser.new_page()
             page.set_content("<div id=out></div>")
             page.add_script_tag(path=script)
             drawn = page.evaluate(
@@ -151,7 +149,7 @@ def render_with_mermaid(source: str) -> tuple[list[str], list[str]]:
                 source,
             )
         finally:
-            browser.close()
+            page.close()
     nodes, edges = drawn
     return nodes, edges
 

@@ -7,7 +7,6 @@ them the tests skip, except on CI (``CI=true``), where they fail.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,45 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import ROOT, LoloProcess, free_port, lolo_keys, unavailable
+from tests.support import ROOT, LoloProcess, free_port, lolo_keys
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHAT = ROOT / "flows" / "chat.yaml"
 CHAT_AUTH = ROOT / "flows" / "chat-auth.yaml"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
-
-
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return "needs Debian's chromium package (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "needs the pip package playwright (pip install -e '.[test]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = _missing()
-    if missing is not None:
-        unavailable(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class Tab:

@@ -9,55 +9,19 @@ never ``playwright install``); without them the tests skip, except under CI=true
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests.inspector.live_support import KEY, chat_client
-from tests.support import ROOT, LoloProcess, unavailable
+from tests.support import ROOT, LoloProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHAT = ROOT / "flows" / "chat.yaml"
 SHOT = ROOT / "test-artifacts" / "inspector.png"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
 MESSAGE_EDGE = "ws.message->process-request.msg"
-
-
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return "needs Debian's chromium package (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "needs the pip package playwright (pip install -e '.[test]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = _missing()
-    if missing is not None:
-        unavailable(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class Chatter:

@@ -72,9 +72,11 @@ def test_calls_failures_times_and_events_along_edges_are_counted() -> None:
     assert slow_reading.calls == 6 and slow_reading.errors == 0
     assert slow_reading.p50 is not None and slow_reading.p50 >= 0.018
     assert slow_reading.seconds >= 6 * 0.018
-    for failing in ("bad", "refuse"):
-        reading = meter.read(failing)
-        assert (reading.calls, reading.errors) == (3, 3)
+    bad_reading = meter.read("bad")
+    assert (bad_reading.calls, bad_reading.errors) == (3, 3)
+    # A Reject is the node saying no on purpose (an auth node), not a failing handler.
+    refuse_reading = meter.read("refuse")
+    assert (refuse_reading.calls, refuse_reading.errors) == (3, 0)
     # The chain still behaves as without a meter: failures reach the invocation.
     assert sorted(node for node, _ in invocation.failures) == ["bad"] * 3 + ["refuse"] * 3
 
