@@ -10,8 +10,8 @@ so), under keys that start with ``<app>/<node id>/`` (neither may hold a ``/``):
   but caught up, which checks ``last``), so a lease kept ``TICK_LEASE_TTL`` seconds, well
   past that, is never taken a second time.
 * ``busy/<app>/<node>``: held while a chain of the timer runs (``allow_overlap: false``),
-  renewed every third of ``BUSY_TTL``; a process that dies mid-chain frees it when it
-  lapses.
+  renewed every third of ``BUSY_TTL``, given back with ``release`` (so only by the process
+  whose mark it is); a process that dies mid-chain frees it when it lapses.
 * ``last/<app>/<node>``: the latest tick handled (``catch_up: latest`` only).
 """
 
@@ -87,7 +87,9 @@ class TimerLeases:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             try:
-                await self._state.delete(f"busy/{self._name}")
+                # Only our own mark: had ours lapsed (a process stalled past busy_ttl) and
+                # another process's chain taken the timer since, that mark is theirs.
+                await self._state.release(f"busy/{self._name}", self._busy(scheduled))
             except StateError as exc:
                 log.warning(
                     "could not clear the busy mark (it lapses within %gs): %s",

@@ -254,6 +254,11 @@ class StateBackend(ABC):
         False. A list made by ``push`` counts as a live value.
         """
 
+    @abstractmethod
+    async def kv_release(self, app: str, key: str, text: str, now: float) -> bool:
+        """In one atomic step: if ``key`` holds the live value ``text`` (exactly), delete
+        it and return True; else change nothing and return False."""
+
 
 class AppState:
     """The key/value state of one app (what a handler sees as ``ctx.state``).
@@ -360,3 +365,13 @@ class AppState:
         text = encode_value(key, value)
         now = self._backend.clock()
         return await self._backend.kv_claim(self._app, key, text, now + seconds, now)
+
+    async def release(self, key: str, value: object = True) -> bool:
+        """Give back a lease taken by :meth:`claim`: delete ``key`` only if it still holds
+        ``value`` (the claim's own value), and return whether it did. A lease that lapsed
+        and was claimed by someone else meanwhile is theirs, and is left alone."""
+        validate_key(key)
+        if value is None:
+            raise StateError(f"release of key {key!r}: the value must not be None")
+        text = encode_value(key, value)
+        return await self._backend.kv_release(self._app, key, text, self._backend.clock())

@@ -120,6 +120,15 @@ if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1
 """
 
+_RELEASE = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+local e = redis.call('HGET', KEYS[1], 'e')
+if e and tonumber(e) <= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 _SCAN_BATCH = 500
 
 _LONGEST_REDIS_TTL = 100 * 365 * 86400.0
@@ -217,6 +226,7 @@ class RedisBackend(StateBackend):
             ("incr", _INCR),
             ("push", _PUSH),
             ("claim", _CLAIM),
+            ("release", _RELEASE),
         ):
             self._scripts[name] = client.register_script(source)
 
@@ -367,6 +377,9 @@ class RedisBackend(StateBackend):
         keys = [self._key(app, key), self._counter(app, key)]
         args = [text, repr(expires_at), repr(now), str(reclaim)]
         return bool(await self._script("claim", key, keys, args))
+
+    async def kv_release(self, app: str, key: str, text: str, now: float) -> bool:
+        return bool(await self._script("release", key, [self._key(app, key)], [text, repr(now)]))
 
 
 def _is_key(name: str) -> bool:

@@ -329,6 +329,16 @@ class SQLiteBackend(StateBackend):
 
         return await self._worker.submit(run, writes=True)
 
+    async def kv_release(self, app: str, key: str, text: str, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            deleted = conn.execute(
+                f"DELETE FROM lolo_kv WHERE app = ? AND key = ? AND value = ? AND {_LIVE}",
+                (app, key, text, now),
+            )
+            return deleted.rowcount == 1
+
+        return await self._worker.submit(run, writes=True)
+
     async def purge_expired(self) -> int:
         """Delete rows whose ttl has passed (they are already invisible); return how many."""
         now = self.clock()

@@ -840,6 +840,36 @@ def test_claim_value_must_be_json_and_not_none(open_backend: OpenBackend, value:
     run(open_backend, body)
 
 
+def test_release_gives_back_only_the_callers_own_lease(open_backend: OpenBackend) -> None:
+    async def body(backend: StateBackend, clock: FakeClock) -> None:
+        state = backend.for_app("app")
+        mine, theirs = {"by": "me", "tick": 1}, {"by": "them", "tick": 2}
+        assert await state.claim("lease", 10, mine) is True
+        assert await state.release("lease", theirs) is False  # not theirs to give back
+        assert await state.get("lease") == mine
+        assert await state.release("lease", mine) is True
+        assert await state.get("lease") is None
+        assert await state.release("lease", mine) is False  # gone already
+        # Mine lapsed and they took it over: my late release must not free their lease.
+        assert await state.claim("lease", 10, mine) is True
+        clock.advance(10)
+        assert await state.claim("lease", 10, theirs) is True
+        assert await state.release("lease", mine) is False
+        assert await state.get("lease") == theirs
+        # A lapsed lease of mine is not live: nothing to release.
+        clock.advance(10)
+        assert await state.release("lease", theirs) is False
+        # A plain value equal to the lease, or a list, is released only as that value.
+        await state.set("plain", True)
+        assert await state.release("plain") is True
+        await state.push("list", True, keep=3)
+        assert await state.release("list") is False
+        assert await state.get("list") == [True]
+        assert await backend.for_app("other").release("lease", theirs) is False  # apps apart
+
+    run(open_backend, body)
+
+
 def test_one_claim_wins_among_racers_on_two_connections(open_backend: OpenBackend) -> None:
     """Two backends on one store stand for two processes: of 40 concurrent claims of a
     key, exactly one wins, whichever connection it came by (20 keys, one after another)."""
