@@ -103,11 +103,16 @@ def _tags(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats a record as one line of text or JSON, then masks secrets in it."""
+    """Formats a record as one line of text or JSON, then masks secrets in it.
 
-    def __init__(self, json_lines: bool):
+    ``worker`` (the process's number under ``--workers``) tags every line, so the lines
+    of processes that share one stderr can be told apart."""
+
+    def __init__(self, json_lines: bool, worker: int | None = None):
         super().__init__()
         self.json_lines = json_lines
+        self.worker = worker
+        self._worker_text = f" worker={worker}" if worker is not None else ""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -117,6 +122,7 @@ class RedactingFormatter(logging.Formatter):
                 "ts": _timestamp(record.created),
                 "level": record.levelname.lower(),
                 "logger": record.name,
+                **({"worker": self.worker} if self.worker is not None else {}),
                 **tags,
                 "message": message,
             }
@@ -129,7 +135,10 @@ class RedactingFormatter(logging.Formatter):
                 place = "/".join(str(tags[k]) for k in ("app", "node") if k in tags)
                 session = f" session={tags['session']}" if "session" in tags else ""
                 where = f" [{place}{session}]"
-            line = f"{_timestamp(record.created)} {record.levelname:<7}{where} {message}"
+            line = (
+                f"{_timestamp(record.created)} {record.levelname:<7}{self._worker_text}"
+                f"{where} {message}"
+            )
             if record.exc_info:
                 line += "\n" + self.formatException(record.exc_info)
         return redact(line)
@@ -140,10 +149,16 @@ def _timestamp(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
-def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
-    """Send every logger's records, formatted and redacted, to ``stream`` (stderr)."""
+def configure_logging(
+    level: str = "info",
+    fmt: str = "text",
+    stream: TextIO | None = None,
+    worker: int | None = None,
+) -> None:
+    """Send every logger's records, formatted and redacted, to ``stream`` (stderr),
+    tagged with ``worker`` when this process is one of ``--workers``."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(RedactingFormatter(json_lines=fmt == "json"))
+    handler.setFormatter(RedactingFormatter(json_lines=fmt == "json", worker=worker))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

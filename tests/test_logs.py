@@ -45,3 +45,20 @@ def test_a_bearer_token_of_any_shape_is_masked() -> None:
 def test_ordinary_text_is_left_alone() -> None:
     line = "client has connected from 127.0.0.1:5000; a bear ate it"
     assert redact(line) == line
+
+
+def test_a_workers_lines_carry_its_number_in_both_formats() -> None:
+    import json
+    import logging
+
+    from lolo_runtime.logs import RedactingFormatter
+
+    record = logging.LogRecord("lolo.node", logging.INFO, __file__, 1, "hello", None, None)
+    record.app, record.node, record.session = "chat", "greeter", "s1"
+    text = RedactingFormatter(json_lines=False, worker=2).format(record)
+    assert text.endswith(" INFO    worker=2 [chat/greeter session=s1] hello")
+    entry = json.loads(RedactingFormatter(json_lines=True, worker=2).format(record))
+    assert (entry["worker"], entry["node"], entry["message"]) == (2, "greeter", "hello")
+    alone = RedactingFormatter(json_lines=False).format(record)
+    assert "worker" not in alone and alone.endswith(" INFO    [chat/greeter session=s1] hello")
+    assert "worker" not in json.loads(RedactingFormatter(json_lines=True).format(record))

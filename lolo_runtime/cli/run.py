@@ -36,7 +36,12 @@ def run_command(options: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         trusted_proxies,
     )
 
-    configure_logging(options.log_level, options.log_format)
+    worker = os.environ.get(WORKER_ENV)
+    configure_logging(
+        options.log_level,
+        options.log_format,
+        worker=int(worker) if worker is not None and worker.isdigit() else None,
+    )
     try:
         flow = load_flow(options.flow)
     except FlowErrors as errors:

@@ -182,6 +182,9 @@ def test_sigterm_stops_every_worker_and_frees_the_port(redis_server: RedisServer
         assert not any(alive(pid) for pid in workers)
         assert port_is_free(server.port)
         assert server.stderr().count("SIGTERM: shutting down") == 3  # once each, not twice
+        # Each worker's lines carry its number.
+        for number in (1, 2, 3):
+            assert f"worker={number} SIGTERM: shutting down" in server.stderr()
         assert "Traceback" not in server.stderr()
 
 
