@@ -10,10 +10,12 @@ the schema: nothing is ever fetched from the network.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import referencing.exceptions
+import referencing.jsonschema
 from jsonschema.protocols import Validator
 
 from lolo_runtime.errors import NodeConfigError
@@ -36,19 +38,64 @@ def body_validator(schema: dict[str, Any], field: str) -> Validator:
         where = "".join(f".{part}" for part in exc.absolute_path)
         raise NodeConfigError(f"not a valid JSON Schema: {exc.message}", field + where) from None
     validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
-    try:  # follow the $refs a body's first level reaches: a typo there fails the load
-        for _ in validator.iter_errors(_probe(schema)):
-            pass
-    except referencing.exceptions.Unresolvable as exc:
-        cause = exc.__cause__  # jsonschema wraps the referencing library's error
-        ref = exc.ref
-        if isinstance(cause, referencing.exceptions.PointerToNowhere):
-            ref = "#" + cause.ref  # the pointer only: the resource itself was found
+    broken = _unresolvable_ref(schema)
+    if broken is None:
+        try:  # what the walk leaves out (under a nested $id): a body's first level
+            for _ in validator.iter_errors(_probe(schema)):
+                pass
+        except referencing.exceptions.Unresolvable as exc:
+            cause = exc.__cause__  # jsonschema wraps the referencing library's error
+            broken = exc.ref
+            if isinstance(cause, referencing.exceptions.PointerToNowhere):
+                broken = "#" + cause.ref  # the pointer only: the resource itself was found
+    if broken is not None:
         raise NodeConfigError(
-            f"cannot resolve $ref {ref!r}: only references inside the schema work",
+            f"cannot resolve $ref {broken!r}: only references inside the schema work",
             field,
-        ) from None
+        )
     return validator
+
+
+_BASE = "urn:lolo:body-schema"
+"""Where the schema is said to live while its references are resolved at load time."""
+
+
+def _unresolvable_ref(schema: dict[str, Any]) -> str | None:
+    """The first ``$ref`` of ``schema``, at any depth, that points nowhere inside it (the
+    body check would otherwise fail on it with a 500, and only for bodies that reach it)."""
+    refs = list(_refs(schema))
+    if not refs:
+        return None
+    specification = referencing.jsonschema.specification_with(
+        str(schema.get("$schema", "")), default=referencing.jsonschema.DRAFT202012
+    )
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+        _BASE, specification.create_resource(schema)
+    )
+    resolver = registry.resolver(base_uri=_BASE)
+    for ref in refs:
+        try:
+            resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable:
+            return ref
+    return None
+
+
+def _refs(node: Any, top: bool = True) -> Iterator[str]:
+    """Every ``$ref`` string in a schema, except under a nested ``$id`` (its references
+    are relative to that id; the probe in :func:`body_validator` covers those)."""
+    if isinstance(node, dict):
+        if not top and "$id" in node:
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for key, value in node.items():
+            if key not in ("const", "enum", "examples", "default"):  # data, not schema
+                yield from _refs(value, False)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item, False)
 
 
 def _probe(schema: dict[str, Any]) -> Any:

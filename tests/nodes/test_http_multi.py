@@ -61,6 +61,13 @@ def load(tmp_path: Path, node: str, edges: str = "") -> HttpMultiTrigger:
             7,
             "cannot resolve $ref '#/$defs/missing'",
         ),
+        (  # deep down, where no body of the first level leads: still found at load time
+            "    params:\n      path: /x\n      schema:\n        properties:\n"
+            "          a:\n            items:\n              properties:\n"
+            "                b: {$ref: '#/$defs/gone'}\n",
+            7,
+            "cannot resolve $ref '#/$defs/gone'",
+        ),
     ],
 )
 def test_mistakes_are_flow_errors_at_their_line(
