@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
-from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
+from lolo_runtime.node import NodeConfig, TriggerHost
 from lolo_runtime.nodes.api_auth import key_holder, may_use, session_of
 from lolo_runtime.nodes.bodyschema import is_json, schema_errors
 from lolo_runtime.nodes.crud_schema import (
@@ -36,6 +36,7 @@ from lolo_runtime.nodes.crud_schema import (
     openapi_paths,
 )
 from lolo_runtime.nodes.http import (
+    AnsweringTrigger,
     BadBody,
     answer_with_chain,
     build_response,
@@ -76,7 +77,7 @@ class CrudRoute:
         return await self.node.serve(request, ACTION_METHODS[self.on_item, method])
 
 
-class CrudApiNode(Trigger):
+class CrudApiNode(AnsweringTrigger):
     """Serves ``/<resource>`` and ``/<resource>/:id``; one chain per successful action."""
 
     Params = CrudParams

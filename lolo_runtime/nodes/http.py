@@ -261,7 +261,21 @@ def parse_body(request: HttpRequest) -> Any:
     return raw
 
 
-class HttpTrigger(Trigger):
+class AnsweringTrigger(Trigger):
+    """A trigger whose chains answer HTTP requests (:func:`answer_with_chain`)."""
+
+    def __init__(self, config: NodeConfig):
+        super().__init__(config)
+        self.answering = 0
+        """Requests waiting for their chain's answer now."""
+
+    @property
+    def open_sessions(self) -> int:
+        """What the inspector shows as this trigger's open sessions: requests in flight."""
+        return self.answering
+
+
+class HttpTrigger(AnsweringTrigger):
     """Serves ``params.path`` on the app's port; one chain per request."""
 
     Params = HttpTriggerParams
@@ -308,7 +322,7 @@ class HttpTrigger(Trigger):
 
 
 async def answer_with_chain(
-    trigger: Trigger,
+    trigger: AnsweringTrigger,
     engine: Engine,
     ev: Event,
     request: HttpRequest,
@@ -328,9 +342,11 @@ async def answer_with_chain(
         timer = asyncio.get_running_loop().call_later(
             timeout, _time_out, trigger.id, engine.app, timeout, invocation, request
         )
+        trigger.answering += 1
         try:
             await answer
         finally:
+            trigger.answering -= 1
             timer.cancel()
     return answer.result()
 

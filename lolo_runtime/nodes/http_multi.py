@@ -29,10 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lolo_runtime.edge.types import HttpRequest, HttpResponse
 from lolo_runtime.errors import NodeConfigError
-from lolo_runtime.node import NodeConfig, Trigger, TriggerHost
+from lolo_runtime.node import NodeConfig, TriggerHost
 from lolo_runtime.nodes.api_auth import key_holder, may_use, session_of
 from lolo_runtime.nodes.bodyschema import body_validator, is_json, schema_errors
 from lolo_runtime.nodes.http import (
+    AnsweringTrigger,
     BadBody,
     answer_with_chain,
     checked_route_path,
@@ -116,7 +117,7 @@ class MultiTriggerParams(BaseModel):
         return self
 
 
-class HttpMultiTrigger(Trigger):
+class HttpMultiTrigger(AnsweringTrigger):
     """Serves ``params.path`` on the app's port; each method's requests out of its port."""
 
     Params = MultiTriggerParams
