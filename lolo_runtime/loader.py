@@ -22,7 +22,7 @@ from lolo_runtime.node import Node, NodeConfig, Trigger
 from lolo_runtime.ports import Ports
 from lolo_runtime.registry import Registry
 from lolo_runtime.routing import RoutingTable
-from lolo_runtime.yamlsource import LineMap, LocPath, read_yaml_file
+from lolo_runtime.yamlsource import LineMap, LocPath, line_at, read_yaml_file
 
 
 @dataclass
@@ -50,11 +50,7 @@ class _Reporter:
         self.errors: list[FlowError] = []
 
     def line_of(self, loc: LocPath) -> int:
-        while loc:
-            if loc in self.lines:
-                return self.lines[loc]
-            loc = loc[:-1]
-        return self.lines.get((), 1)
+        return line_at(self.lines, loc)
 
     def add(self, loc: LocPath, message: str) -> None:
         self.errors.append(FlowError(message, self.path, self.line_of(loc)))

@@ -42,7 +42,7 @@ from lolo_runtime.nodes.function import (
 )
 from lolo_runtime.reloadplan import Refusal, ReloadPlan, plan_reload
 from lolo_runtime.reloadswap import SwapFailed, SwapOutcome, swap_in
-from lolo_runtime.yamlsource import LineMap, LocPath, read_yaml_file
+from lolo_runtime.yamlsource import line_at, read_yaml_file
 
 if TYPE_CHECKING:
     from lolo_runtime.runtime import Runtime
@@ -262,14 +262,5 @@ def _located(path: Path, refusals: list[Refusal]) -> list[str]:
     except FlowError:
         lines = {}
     return [
-        str(FlowError(refusal.message, path, _line_of(lines, refusal.where)))
-        for refusal in refusals
+        str(FlowError(refusal.message, path, line_at(lines, refusal.where))) for refusal in refusals
     ]
-
-
-def _line_of(lines: LineMap, where: LocPath) -> int:
-    while where:
-        if where in lines:
-            return lines[where]
-        where = where[:-1]
-    return lines.get((), 1)

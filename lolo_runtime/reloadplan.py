@@ -22,6 +22,7 @@ The rules (docs/reload.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -76,7 +77,7 @@ class ReloadPlan:
         """Retired nodes to close once the old version's chains are done, last set up
         first. A function node whose module a live node still runs is not closed: its
         module's ``close()`` would close what the live node uses."""
-        in_use = {id(node.module) for node in self.live_nodes.values() if _is_function(node)}
+        in_use = modules_in_use(self.live_nodes.values())
         return [
             node
             for node in reversed(self.retired)
@@ -169,6 +170,11 @@ def _refusals(old: Flow, new: Flow, listening: bool) -> list[Refusal]:
 
 def _paths(node: Node) -> list[str]:
     return node.http_paths if isinstance(node, Trigger) else []
+
+
+def modules_in_use(nodes: Iterable[Node]) -> set[int]:
+    """The ids of the handler modules that the function nodes among ``nodes`` run."""
+    return {id(node.module) for node in nodes if _is_function(node)}
 
 
 def _is_function(node: Node) -> TypeGuard[FunctionNode]:

@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lolo_runtime.context import SetupContext
 from lolo_runtime.engine import Wiring
@@ -33,7 +32,8 @@ from lolo_runtime.loader import Flow
 from lolo_runtime.node import Node, Trigger
 from lolo_runtime.nodes.function import FunctionNode
 from lolo_runtime.openapi import OPENAPI_PATH, OpenApiRoute
-from lolo_runtime.reloadplan import ReloadPlan, holds_connections
+from lolo_runtime.reloadplan import ReloadPlan, holds_connections, modules_in_use
+from lolo_runtime.runtime import bounded
 
 if TYPE_CHECKING:
     from lolo_runtime.runtime import Runtime
@@ -104,10 +104,10 @@ async def _set_up_added(runtime: Runtime, plan: ReloadPlan) -> None:
                 raise SwapFailed(node.id, f"node {node.id!r}: {why}") from exc
             done.append(node)
     except BaseException:
-        in_use = _modules_in_use(runtime.flow)
+        in_use = modules_in_use(runtime.flow.nodes.values())
         for ready in reversed(done):
             if not (isinstance(ready, FunctionNode) and id(ready.module) in in_use):
-                await _bounded(ready.close(), ready.close_timeout, f"closing {ready.id}")
+                await bounded(ready.close(), ready.close_timeout, f"closing {ready.id}")
         raise
 
 
@@ -117,7 +117,7 @@ async def _stop_retired_triggers(runtime: Runtime, plan: ReloadPlan) -> int:
     closed = 0
     edge = runtime.edge
     for trigger in plan.stopped_triggers:
-        await _bounded(trigger.stop(), trigger.close_timeout, f"stopping {trigger.id}")
+        await bounded(trigger.stop(), trigger.close_timeout, f"stopping {trigger.id}")
         if edge is None:
             continue
         for path in trigger.http_paths:
@@ -153,17 +153,4 @@ async def _retire(old_wiring: Wiring, nodes: list[Node], timeout: float) -> None
             timeout,
         )
     for node in nodes:
-        await _bounded(node.close(), node.close_timeout, f"closing {node.id} (previous version)")
-
-
-def _modules_in_use(flow: Flow) -> set[int]:
-    return {id(node.module) for node in flow.nodes.values() if isinstance(node, FunctionNode)}
-
-
-async def _bounded(work: Coroutine[Any, Any, None], timeout: float, what: str) -> None:
-    try:
-        await asyncio.wait_for(work, timeout)
-    except TimeoutError:
-        log.warning("%s took longer than %.1fs; moving on", what, timeout)
-    except Exception:
-        log.exception("%s failed", what)
+        await bounded(node.close(), node.close_timeout, f"closing {node.id} (previous version)")

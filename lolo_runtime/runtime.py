@@ -211,14 +211,14 @@ class Runtime:
     async def stop(self) -> None:
         """Stop triggers, close clients (1001), let in-flight chains finish, close nodes."""
         for trigger in self._triggers:
-            await _bounded(trigger.stop(), trigger.close_timeout, f"stopping {trigger.id}")
+            await bounded(trigger.stop(), trigger.close_timeout, f"stopping {trigger.id}")
         if self.listener is not None:
             await self.listener.stop(self.shutdown_timeout)
         if not await self.engine.drain(self.shutdown_timeout):
             log.warning("background work cancelled after %.1fs", self.shutdown_timeout)
         for node_id in reversed(self._set_up):
             node = self.flow.nodes[node_id]
-            await _bounded(node.close(), node.close_timeout, f"closing {node_id}")
+            await bounded(node.close(), node.close_timeout, f"closing {node_id}")
         if self.bus is not None:
             await self.bus.stop()
         if self.backend is not None:
@@ -301,7 +301,9 @@ def handler_codes(nodes: Iterable[Node]) -> dict[CodeType, list[str]]:
     return codes
 
 
-async def _bounded(work: object, timeout: float, what: str) -> None:
+async def bounded(work: object, timeout: float, what: str) -> None:
+    """Await ``work`` (a node's stop or close) for ``timeout`` seconds at most; log, don't
+    raise, when it takes longer or fails: one node must not hold up the others."""
     try:
         await asyncio.wait_for(work, timeout)  # type: ignore[arg-type]
     except TimeoutError:

@@ -27,6 +27,8 @@ log = logging.getLogger("lolo.watchdog")
 
 BEAT = 0.1
 """Seconds between heartbeats."""
+JITTER = 0.05
+"""A heartbeat later than this counts as a stall (less is the loop's ordinary delay)."""
 STALL_AFTER = 0.5
 """A heartbeat this late means the loop was held: it is reported."""
 
@@ -41,7 +43,8 @@ class LoopWatchdog:
         handlers: Mapping[CodeType, Iterable[str]] | None = None,
         stall_after: float = STALL_AFTER,
     ) -> None:
-        self._handlers = {code: sorted(set(ids)) for code, ids in (handlers or {}).items()}
+        self._handlers: dict[CodeType, list[str]] = {}
+        self.set_handlers(handlers or {})
         self.stall_after = stall_after
         self.stalled = 0.0
         self._last_beat = time.monotonic()
@@ -59,7 +62,7 @@ class LoopWatchdog:
         that queued up meanwhile before the heartbeat's timer, so a reader of ``stalled``
         alone would miss it there."""
         late = now - self._last_beat - BEAT
-        return self.stalled + late if late > 0.05 else self.stalled
+        return self.stalled + late if late > JITTER else self.stalled
 
     def set_handlers(self, handlers: Mapping[CodeType, Iterable[str]]) -> None:
         """Look for these handler code objects from now on (``--reload`` swapped nodes)."""
@@ -86,7 +89,7 @@ class LoopWatchdog:
         now = time.monotonic()
         late = now - self._last_beat - BEAT
         self._last_beat = now
-        if late > 0.05:
+        if late > JITTER:
             self.stalled += late
         if late >= self.stall_after:
             culprit, self._culprit, self._reported = self._culprit, None, False

@@ -128,6 +128,16 @@ class LineIndex:
         return max(1, bisect.bisect_right(self._starts, index))
 
 
+def line_at(lines: LineMap, loc: LocPath) -> int:
+    """The line of ``loc`` in a document read with its ``lines``: of its nearest parent
+    that has one when it has none itself (a key that is missing, say), else line 1."""
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get((), 1)
+
+
 def line_of(text: str, index: int) -> int:
     """One-off :meth:`LineIndex.line`, for errors raised before a document is built."""
     return LineIndex(text).line(index)
