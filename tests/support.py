@@ -152,3 +152,16 @@ class LoloProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def refused_start(flow: Path, state: Path) -> str:
+    """Start ``lolo-run flow``, which must exit with status 1 before it listens (a node's
+    setup refuses the flow); return what it printed on stderr."""
+    server = LoloProcess(flow, state=state, start_timeout=10)
+    with pytest.raises(RuntimeError, match="did not start listening"):
+        server.start()
+    try:
+        assert server.wait() == 1
+        return server.stderr()
+    finally:
+        server.close()
